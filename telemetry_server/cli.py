@@ -1,0 +1,132 @@
+"""The command line: `telemetry-server serve` runs Granian; `telemetry-server services` runs local engines."""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import json
+import logging
+import os
+import sys
+from collections.abc import Sequence
+from dataclasses import replace
+from pathlib import Path
+from typing import Any
+
+from telemetry_server import engines
+from telemetry_server.config import Settings, load_settings, read_environment
+from telemetry_server.errors import ConfigurationError
+
+log = logging.getLogger("telemetry_server.cli")
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = _parser()
+    args = parser.parse_args(argv)
+    environ = read_environment(Path.cwd())
+    try:
+        settings = load_settings(environ)
+    except ConfigurationError as exc:
+        print(f"telemetry-server: configuration error: {exc}", file=sys.stderr)
+        return 2
+    logging.basicConfig(level=settings.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    try:
+        if args.command == "serve":
+            return serve(replace(settings, **_overrides(args)), environ)
+        return services(args.action, Path(args.state_dir or settings.data_dir / "services"), environ)
+    except engines.EngineError as exc:
+        print(f"telemetry-server: {exc}", file=sys.stderr)
+        return 1
+
+
+def serve(settings: Settings, environ: dict[str, str]) -> int:
+    """Run Granian with uvloop and N ASGI workers; start embedded engines for unset URIs in local/dev/test."""
+    from granian import Granian
+    from granian.constants import Interfaces, Loops
+
+    with contextlib.ExitStack() as stack:
+        if settings.environment.allows_embedded_engines:
+            data_dir = settings.data_dir / settings.app_env
+            overrides = stack.enter_context(engines.embedded_engines(environ, data_dir))
+            os.environ.update(overrides)  # the workers read their settings from this environment
+        log.warning(
+            "telemetry-server %s on http://%s:%d with %d worker(s), database %s",
+            settings.environment,
+            settings.host,
+            settings.port,
+            settings.workers,
+            settings.database_name,
+        )
+        Granian(
+            "telemetry_server.asgi:create_app",
+            factory=True,
+            address=settings.host,
+            port=settings.port,
+            interface=Interfaces.ASGI,
+            loop=Loops.uvloop,
+            workers=settings.workers,
+            websockets=False,
+            backlog=2048,
+            log_level=settings.log_level,  # type: ignore[arg-type]
+            respawn_failed_workers=True,
+            workers_kill_timeout=30,
+        ).serve()
+    return 0
+
+
+def services(action: str, state_dir: Path, environ: dict[str, str]) -> int:
+    """Detached local engines for development and tests; their pids and URIs are kept in `state_dir`."""
+    state_file = state_dir / "services.json"
+    state: dict[str, dict[str, str | int]] = json.loads(state_file.read_text()) if state_file.is_file() else {}
+    running = {kind: entry for kind, entry in state.items() if _alive(int(entry["pid"]))}
+    if action == "up":
+        for kind in ("mongo", "redis"):
+            if kind in running:
+                continue
+            port = engines.free_port()
+            folder = state_dir / kind
+            folder.mkdir(parents=True, exist_ok=True)
+            if kind == "mongo":
+                command = engines.mongo_command(port, folder, environ)
+            else:
+                command = engines.redis_command(port, folder)
+            engine = engines.start(kind, command, port, state_dir / f"{kind}.log")
+            running[kind] = {"pid": engine.pid, "uri": engine.uri, "program": engine.program}
+        state_file.write_text(json.dumps(running, indent=2))
+    elif action == "down":
+        for entry in running.values():
+            engines.stop_pid(int(entry["pid"]))
+        running = {}
+        state_file.unlink(missing_ok=True)
+    for kind, variable in (("mongo", "MONGO_URI"), ("redis", "REDIS_URI")):
+        if kind in running:
+            print(f"{variable}={running[kind]['uri']}")
+    if action == "status" and not running:
+        print("no local services running", file=sys.stderr)
+        return 1
+    return 0
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    return True
+
+
+def _overrides(args: argparse.Namespace) -> dict[str, Any]:
+    return {key: value for key in ("host", "port", "workers") if (value := getattr(args, key)) is not None}
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="telemetry-server", description=__doc__)
+    commands = parser.add_subparsers(dest="command", required=True)
+    serve_cmd = commands.add_parser("serve", help="run the HTTP server (Granian, uvloop, ASGI)")
+    serve_cmd.add_argument("--host", help="address to bind (default HOST, 127.0.0.1)")
+    serve_cmd.add_argument("--port", type=int, help="port to bind (default PORT, 8080)")
+    serve_cmd.add_argument("--workers", type=int, help="worker processes (default WORKERS, 1)")
+    services_cmd = commands.add_parser("services", help="local MongoDB-wire and Redis engines, detached")
+    services_cmd.add_argument("action", choices=("up", "down", "status"))
+    services_cmd.add_argument("--state-dir", help="where pids, logs and data live (default DATA_DIR/services)")
+    return parser

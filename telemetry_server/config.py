@@ -1,0 +1,155 @@
+"""Settings: a frozen dataclass built by the pure `load_settings`; `.env` files are read only at the edges."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass
+from enum import StrEnum
+from pathlib import Path
+from urllib.parse import urlsplit
+
+from dotenv import dotenv_values
+
+from telemetry_server.errors import ConfigurationError
+
+
+class Environment(StrEnum):
+    LOCAL = "local"
+    DEV = "dev"
+    TEST = "test"
+    STAGING = "staging"
+    PROD = "prod"
+
+    @property
+    def allows_embedded_engines(self) -> bool:
+        return self in (Environment.LOCAL, Environment.DEV, Environment.TEST)
+
+
+@dataclass(frozen=True)
+class Settings:
+    environment: Environment = Environment.LOCAL
+    app_env: str = "local"
+    host: str = "127.0.0.1"
+    port: int = 8080
+    workers: int = 1
+    mongo_uri: str | None = None
+    redis_uri: str | None = None
+    mongo_pool_size: int = 32
+    mongo_timeout_ms: int = 2000
+    redis_pool_size: int = 32
+    redis_timeout_ms: int = 250
+    cache_ttl_seconds: int = 60
+    max_body_bytes: int = 1_048_576
+    max_batch_size: int = 10_000
+    default_page_size: int = 100
+    max_page_size: int = 1000
+    data_dir: Path = Path(".data")
+    log_level: str = "info"
+
+    @property
+    def database_name(self) -> str:
+        return f"telemetry_server_{self.app_env}"
+
+
+DEFAULTS = Settings()
+_LOG_LEVELS = ("critical", "error", "warning", "info", "debug")
+
+
+def load_settings(environ: Mapping[str, str]) -> Settings:
+    """Build settings from a flat mapping of variables; raise ConfigurationError naming a bad one."""
+    env = _Reader(environ)
+    environment = env.choice("ENVIRONMENT", [e.value for e in Environment], Environment.LOCAL.value)
+    settings = Settings(
+        environment=Environment(environment),
+        app_env=env.identifier("APP_ENV", environment),
+        host=env.text("HOST", DEFAULTS.host),
+        port=env.integer("PORT", DEFAULTS.port, 1, 65535),
+        workers=env.integer("WORKERS", DEFAULTS.workers, 1, 64),
+        mongo_uri=env.uri("MONGO_URI", ("mongodb", "mongodb+srv")),
+        redis_uri=env.uri("REDIS_URI", ("redis", "rediss", "unix")),
+        mongo_pool_size=env.integer("MONGO_POOL_SIZE", DEFAULTS.mongo_pool_size, 1, 1000),
+        mongo_timeout_ms=env.integer("MONGO_TIMEOUT_MS", DEFAULTS.mongo_timeout_ms, 50, 60_000),
+        redis_pool_size=env.integer("REDIS_POOL_SIZE", DEFAULTS.redis_pool_size, 1, 1000),
+        redis_timeout_ms=env.integer("REDIS_TIMEOUT_MS", DEFAULTS.redis_timeout_ms, 10, 60_000),
+        cache_ttl_seconds=env.integer("CACHE_TTL_SECONDS", DEFAULTS.cache_ttl_seconds, 0, 86_400),
+        max_body_bytes=env.integer("MAX_BODY_BYTES", DEFAULTS.max_body_bytes, 1024, 256 * 1024 * 1024),
+        max_batch_size=env.integer("MAX_BATCH_SIZE", DEFAULTS.max_batch_size, 1, 1_000_000),
+        default_page_size=env.integer("DEFAULT_PAGE_SIZE", DEFAULTS.default_page_size, 1, 100_000),
+        max_page_size=env.integer("MAX_PAGE_SIZE", DEFAULTS.max_page_size, 1, 100_000),
+        data_dir=Path(env.text("DATA_DIR", str(DEFAULTS.data_dir))),
+        log_level=env.choice("LOG_LEVEL", _LOG_LEVELS, DEFAULTS.log_level),
+    )
+    if settings.default_page_size > settings.max_page_size:
+        raise ConfigurationError("DEFAULT_PAGE_SIZE", "must not exceed MAX_PAGE_SIZE")
+    if not settings.environment.allows_embedded_engines:
+        for name, value in (("MONGO_URI", settings.mongo_uri), ("REDIS_URI", settings.redis_uri)):
+            if value is None:
+                raise ConfigurationError(name, f"is required when ENVIRONMENT={environment}")
+    return settings
+
+
+def read_environment(root: Path, environ: Mapping[str, str] | None = None) -> dict[str, str]:
+    """Merge `.env.${ENVIRONMENT}` (or `.env` when that file is missing) under the real environment."""
+    real = dict(os.environ if environ is None else environ)
+    environment = real.get("ENVIRONMENT") or _peek_environment(root / ".env") or Environment.LOCAL.value
+    specific = root / f".env.{environment}"
+    chosen = specific if specific.is_file() else root / ".env"
+    from_file = {k: v for k, v in dotenv_values(chosen).items() if v is not None} if chosen.is_file() else {}
+    return {"ENVIRONMENT": environment, **from_file, **real}
+
+
+def _peek_environment(path: Path) -> str | None:
+    return dotenv_values(path).get("ENVIRONMENT") if path.is_file() else None
+
+
+class _Reader:
+    """Typed access to string variables; empty strings count as unset."""
+
+    def __init__(self, environ: Mapping[str, str]) -> None:
+        self._environ = environ
+
+    def _get(self, name: str) -> str | None:
+        value = self._environ.get(name, "").strip()
+        return value or None
+
+    def text(self, name: str, default: str) -> str:
+        return self._get(name) or default
+
+    def identifier(self, name: str, default: str) -> str:
+        value = self.text(name, default)
+        if not value.replace("_", "").replace("-", "").isalnum() or len(value) > 32:
+            raise ConfigurationError(name, f"{value!r} must be letters, digits, '_' or '-' (at most 32)")
+        return value
+
+    def choice(self, name: str, allowed: tuple[str, ...] | list[str], default: str) -> str:
+        value = (self._get(name) or default).lower()
+        if value not in allowed:
+            raise ConfigurationError(name, f"{value!r} is not one of {', '.join(allowed)}")
+        return value
+
+    def integer(self, name: str, default: int, low: int, high: int) -> int:
+        raw = self._get(name)
+        if raw is None:
+            return default
+        try:
+            value = int(raw)
+        except ValueError:
+            raise ConfigurationError(name, f"{raw!r} is not a whole number") from None
+        if not low <= value <= high:
+            raise ConfigurationError(name, f"{value} is outside {low}..{high}")
+        return value
+
+    def uri(self, name: str, schemes: tuple[str, ...]) -> str | None:
+        raw = self._get(name)
+        if raw is None:
+            return None
+        try:
+            parts = urlsplit(raw)
+        except ValueError as exc:
+            raise ConfigurationError(name, f"malformed URI ({exc})") from None
+        if parts.scheme not in schemes:
+            raise ConfigurationError(name, f"scheme must be one of {', '.join(schemes)}")
+        if parts.scheme != "unix" and not parts.netloc.rpartition("@")[2]:
+            raise ConfigurationError(name, "the URI names no host")
+        return raw

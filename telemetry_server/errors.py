@@ -1,0 +1,105 @@
+"""The one error tree of the application; `http.problems` maps it to responses in one place."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+
+class ConfigurationError(Exception):
+    """A configuration value is missing or invalid; the message names the variable."""
+
+    def __init__(self, variable: str, message: str) -> None:
+        super().__init__(f"{variable}: {message}")
+        self.variable = variable
+
+
+@dataclass(frozen=True, slots=True)
+class FieldError:
+    """One reason a piece of input was refused."""
+
+    field: str
+    message: str
+    index: int | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        out: dict[str, Any] = {"field": self.field, "message": self.message}
+        if self.index is not None:
+            out["index"] = self.index
+        return out
+
+
+class AppError(Exception):
+    """Base of every error the API answers with a status of its own."""
+
+    status: int = 500
+    code: str = "internal"
+    title: str = "Internal Server Error"
+
+    def __init__(self, detail: str | None = None) -> None:
+        super().__init__(detail or self.title)
+        self.detail = detail or self.title
+
+    def headers(self) -> list[tuple[bytes, bytes]]:
+        return []
+
+    def extra(self) -> dict[str, Any]:
+        return {}
+
+
+class BadRequest(AppError):
+    status, code, title = 400, "bad_request", "Bad Request"
+
+
+class MalformedJSON(BadRequest):
+    code, title = "malformed_json", "Malformed JSON"
+
+
+class NotFound(AppError):
+    status, code, title = 404, "not_found", "Not Found"
+
+
+class MethodNotAllowed(AppError):
+    status, code, title = 405, "method_not_allowed", "Method Not Allowed"
+
+    def __init__(self, allowed: Sequence[str]) -> None:
+        self.allowed = sorted(allowed)
+        super().__init__(f"allowed methods: {', '.join(self.allowed)}")
+
+    def headers(self) -> list[tuple[bytes, bytes]]:
+        return [(b"allow", ", ".join(self.allowed).encode())]
+
+
+class PayloadTooLarge(AppError):
+    status, code, title = 413, "payload_too_large", "Content Too Large"
+
+
+class UnsupportedMediaType(AppError):
+    status, code, title = 415, "unsupported_media_type", "Unsupported Media Type"
+
+
+class ValidationFailed(AppError):
+    status, code, title = 422, "validation_failed", "Unprocessable Content"
+
+    def __init__(self, errors: Sequence[FieldError], detail: str | None = None) -> None:
+        self.errors = list(errors)
+        super().__init__(detail or "; ".join(_describe(e) for e in self.errors[:5]))
+
+    def extra(self) -> dict[str, Any]:
+        return {"errors": [e.to_dict() for e in self.errors]}
+
+
+class StorageUnavailable(AppError):
+    """A database could not be reached in time: the client should retry."""
+
+    status, code, title = 503, "storage_unavailable", "Service Unavailable"
+    retry_after_seconds = 1
+
+    def headers(self) -> list[tuple[bytes, bytes]]:
+        return [(b"retry-after", str(self.retry_after_seconds).encode())]
+
+
+def _describe(error: FieldError) -> str:
+    where = error.field if error.index is None else f"[{error.index}].{error.field}"
+    return f"{where}: {error.message}"

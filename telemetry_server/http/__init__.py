@@ -1,0 +1,1 @@
+"""The only package that touches ASGI `scope`, `receive` and `send`."""

@@ -1,0 +1,87 @@
+"""The request as handlers see it: method, path, query, headers, and a body read once with a size limit."""
+
+from __future__ import annotations
+
+from typing import Any
+from urllib.parse import parse_qsl
+
+import orjson
+
+from telemetry_server.errors import MalformedJSON, PayloadTooLarge, UnsupportedMediaType
+from telemetry_server.http.types import Receive, Scope
+
+
+class Request:
+    __slots__ = ("_body", "_headers", "_query", "_receive", "max_body_bytes", "params", "scope")
+
+    def __init__(self, scope: Scope, receive: Receive, max_body_bytes: int) -> None:
+        self.scope = scope
+        self._receive = receive
+        self.max_body_bytes = max_body_bytes
+        self.params: dict[str, str] = {}
+        self._query: list[tuple[str, str]] | None = None
+        self._headers: dict[bytes, bytes] | None = None
+        self._body: bytes | None = None
+
+    @property
+    def method(self) -> str:
+        method: str = self.scope["method"]
+        return method
+
+    @property
+    def path(self) -> str:
+        path: str = self.scope["path"]
+        return path
+
+    @property
+    def query(self) -> list[tuple[str, str]]:
+        """Query parameters in order, repeated keys kept."""
+        if self._query is None:
+            raw: bytes = self.scope.get("query_string", b"")
+            self._query = parse_qsl(raw.decode("latin-1"), keep_blank_values=True) if raw else []
+        return self._query
+
+    @property
+    def query_string(self) -> str:
+        raw: bytes = self.scope.get("query_string", b"")
+        return raw.decode("latin-1")
+
+    def header(self, name: bytes) -> bytes | None:
+        """A header by lower-case name; the last one wins when repeated."""
+        if self._headers is None:
+            self._headers = dict(self.scope["headers"])
+        return self._headers.get(name)
+
+    async def body(self) -> bytes:
+        """The whole body, refused with 413 as soon as it is known to pass the limit."""
+        if self._body is not None:
+            return self._body
+        declared = self.header(b"content-length")
+        if declared is not None and declared.isdigit() and int(declared) > self.max_body_bytes:
+            raise PayloadTooLarge(f"body of {int(declared)} bytes exceeds the limit of {self.max_body_bytes}")
+        chunks: list[bytes] = []
+        size = 0
+        while True:
+            message = await self._receive()
+            if message["type"] == "http.disconnect":
+                break
+            chunk: bytes = message.get("body", b"")
+            size += len(chunk)
+            if size > self.max_body_bytes:
+                raise PayloadTooLarge(f"body exceeds the limit of {self.max_body_bytes} bytes")
+            chunks.append(chunk)
+            if not message.get("more_body", False):
+                break
+        self._body = b"".join(chunks)
+        return self._body
+
+    async def json(self) -> Any:
+        """The body parsed as JSON; 415 unless the content type is JSON, 400 when it does not parse."""
+        content_type = (self.header(b"content-type") or b"").split(b";", 1)[0].strip().lower()
+        if content_type != b"application/json" and not content_type.endswith(b"+json"):
+            raise UnsupportedMediaType("send the body as application/json")
+        body = await self.body()
+        try:
+            return orjson.loads(body)
+        except orjson.JSONDecodeError as exc:
+            raise MalformedJSON(f"the body is not valid JSON: {exc}") from None

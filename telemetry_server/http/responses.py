@@ -1,0 +1,44 @@
+"""Responses as plain data, and sending them; JSON bodies are orjson bytes handed straight to `send`."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import orjson
+
+from telemetry_server.http.types import Send
+
+JSON = b"application/json"
+PROBLEM_JSON = b"application/problem+json"
+_CONTENT_TYPE = b"content-type"
+_CONTENT_LENGTH = b"content-length"
+
+
+@dataclass(slots=True)
+class Response:
+    status: int = 200
+    body: bytes = b""
+    content_type: bytes | None = JSON
+    headers: list[tuple[bytes, bytes]] = field(default_factory=list)
+
+
+def json_response(data: Any, status: int = 200, headers: Sequence[tuple[bytes, bytes]] = ()) -> Response:
+    return Response(status, orjson.dumps(data), JSON, list(headers))
+
+
+def raw_json_response(body: bytes, status: int = 200, headers: Sequence[tuple[bytes, bytes]] = ()) -> Response:
+    return Response(status, body, JSON, list(headers))
+
+
+def empty_response(status: int = 204) -> Response:
+    return Response(status, b"", None)
+
+
+async def send_response(send: Send, response: Response) -> None:
+    headers = [(_CONTENT_LENGTH, str(len(response.body)).encode()), *response.headers]
+    if response.content_type is not None:
+        headers.append((_CONTENT_TYPE, response.content_type))
+    await send({"type": "http.response.start", "status": response.status, "headers": headers})
+    await send({"type": "http.response.body", "body": response.body})

@@ -1,0 +1,1 @@
+"""Pure data, validation and parsing: no I/O, synchronous, fully unit-testable."""

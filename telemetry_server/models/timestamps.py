@@ -1,0 +1,60 @@
+"""Timestamps in and out: RFC 3339 strings or epoch numbers in, RFC 3339 UTC with milliseconds out."""
+
+from __future__ import annotations
+
+import math
+from datetime import UTC, datetime
+
+# An epoch number's unit is read from its magnitude: below 1e11 it is seconds (up to the year 5138),
+# below 1e14 milliseconds, below 1e17 microseconds, otherwise nanoseconds.
+_UNIT_LIMITS = ((1e11, 1.0), (1e14, 1e3), (1e17, 1e6))
+_NANOSECONDS = 1e9
+
+EARLIEST = datetime(1970, 1, 1, tzinfo=UTC)
+LATEST = datetime(9999, 12, 31, 23, 59, 59, 999000, tzinfo=UTC)
+
+
+def parse_timestamp(value: object) -> datetime:
+    """A UTC datetime truncated to milliseconds (what MongoDB stores); ValueError says why not."""
+    if isinstance(value, bool):
+        raise ValueError("must be an RFC 3339 string or an epoch number, not a boolean")
+    if isinstance(value, int | float):
+        return _from_epoch(float(value))
+    if isinstance(value, str):
+        return _from_rfc3339(value)
+    raise ValueError("must be an RFC 3339 string or an epoch number")
+
+
+def format_timestamp(moment: datetime) -> str:
+    """`2026-11-27T23:58:40.123Z`."""
+    return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.") + f"{moment.microsecond // 1000:03d}Z"
+
+
+def truncate_to_millis(moment: datetime) -> datetime:
+    return moment.replace(microsecond=moment.microsecond // 1000 * 1000)
+
+
+def _from_epoch(number: float) -> datetime:
+    if not math.isfinite(number) or number < 0:
+        raise ValueError("epoch time must be a finite, non-negative number")
+    divisor = next((d for limit, d in _UNIT_LIMITS if number < limit), _NANOSECONDS)
+    millis = int(number * 1000 / divisor)  # whole milliseconds, as MongoDB keeps them
+    try:
+        return datetime.fromtimestamp(millis / 1000, UTC).replace(microsecond=millis % 1000 * 1000)
+    except (OverflowError, OSError, ValueError):
+        raise ValueError("epoch time is out of range") from None
+
+
+def _from_rfc3339(text: str) -> datetime:
+    if len(text) > 64 or "T" not in text.upper():
+        raise ValueError("must be an RFC 3339 date-time such as 2026-11-27T10:00:00Z")
+    try:
+        moment = datetime.fromisoformat(text)
+    except ValueError:
+        raise ValueError("must be an RFC 3339 date-time such as 2026-11-27T10:00:00Z") from None
+    if moment.tzinfo is None:
+        raise ValueError("needs a UTC offset, such as Z or +02:00")
+    moment = truncate_to_millis(moment.astimezone(UTC))
+    if moment < EARLIEST:
+        raise ValueError("must not be before 1970-01-01T00:00:00Z")
+    return moment

@@ -1,0 +1,38 @@
+"""Liveness (`/healthz`: the process answers) and readiness (`/readyz`: MongoDB answers)."""
+
+from __future__ import annotations
+
+from telemetry_server.errors import StorageUnavailable
+from telemetry_server.http.request import Request
+from telemetry_server.http.responses import Response, json_response
+from telemetry_server.http.router import Route
+from telemetry_server.ports import MetricStore, QueryCache
+
+_ALIVE = json_response({"status": "ok"})
+
+
+class HealthResource:
+    def __init__(self, store: MetricStore, cache: QueryCache) -> None:
+        self._store = store
+        self._cache = cache
+
+    async def alive(self, request: Request) -> Response:
+        return _ALIVE
+
+    async def ready(self, request: Request) -> Response:
+        """503 only when MongoDB is unreachable: without Redis the server still serves, uncached."""
+        try:
+            await self._store.ping()
+            mongo = "up"
+        except StorageUnavailable:
+            mongo = "down"
+        redis = "up" if await self._cache.ping() else "down"
+        ready = mongo == "up"
+        body = {"status": "ready" if ready else "unavailable", "mongo": mongo, "redis": redis}
+        return json_response(body, 200 if ready else 503, [] if ready else [(b"retry-after", b"1")])
+
+    def routes(self) -> list[Route]:
+        return [
+            Route("/healthz", ("GET",), self.alive, "healthz"),
+            Route("/readyz", ("GET",), self.ready, "readyz"),
+        ]

@@ -1,0 +1,1 @@
+"""Use cases: what the API does, in terms of the store and the cache."""

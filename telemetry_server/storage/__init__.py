@@ -1,0 +1,1 @@
+"""Adapters to MongoDB and Redis: the only modules that import pymongo or redis."""

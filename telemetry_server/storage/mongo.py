@@ -1,0 +1,141 @@
+"""MongoMetricStore: metrics in MongoDB through pymongo's native async client."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Sequence
+from contextlib import asynccontextmanager
+from typing import Any
+
+from bson import ObjectId
+from pymongo import ASCENDING, DESCENDING, AsyncMongoClient, IndexModel, ReturnDocument
+from pymongo.errors import ConnectionFailure
+
+from telemetry_server.config import Settings
+from telemetry_server.errors import StorageUnavailable
+from telemetry_server.models.metric import Metric, MetricInput
+from telemetry_server.models.metric_query import MetricQuery, SortOrder
+
+Document = dict[str, Any]
+
+INDEXES = [
+    IndexModel([("name", ASCENDING), ("timestamp", DESCENDING)], name="name_timestamp"),
+    IndexModel([("tags", ASCENDING), ("timestamp", DESCENDING)], name="tags_timestamp"),
+    IndexModel([("timestamp", DESCENDING)], name="timestamp"),
+]
+
+
+def create_mongo_client(settings: Settings) -> AsyncMongoClient[Document]:
+    """One client (and so one pool) per worker, created in the lifespan after the fork."""
+    assert settings.mongo_uri is not None
+    timeout = settings.mongo_timeout_ms
+    return AsyncMongoClient(
+        settings.mongo_uri,
+        appname="telemetry-server",
+        tz_aware=True,
+        maxPoolSize=settings.mongo_pool_size,
+        serverSelectionTimeoutMS=timeout,
+        connectTimeoutMS=timeout,
+        # A live server may take longer than the selection timeout to store a large batch.
+        socketTimeoutMS=timeout * 10,
+        waitQueueTimeoutMS=timeout,
+    )
+
+
+@asynccontextmanager
+async def _unavailable_when_unreachable(action: str) -> AsyncIterator[None]:
+    """Transport failures become 503s; a reply the server did give (a real fault) stays a 500."""
+    try:
+        yield
+    except ConnectionFailure as exc:
+        raise StorageUnavailable(f"MongoDB is unreachable ({action})") from exc
+
+
+def build_filter(query: MetricQuery) -> Document:
+    """The MongoDB filter for a listing, from typed fields only: no user string becomes an operator."""
+    clauses: list[Document] = []
+    if query.name is not None:
+        clauses.append({"name": query.name})
+    if query.tags:
+        clauses.append({"tags": {"$all": list(query.tags)}})
+    window: Document = {}
+    if query.start is not None:
+        window["$gte"] = query.start
+    if query.end is not None:
+        window["$lt"] = query.end
+    if window:
+        clauses.append({"timestamp": window})
+    if query.cursor is not None:
+        past = "$lt" if query.order is SortOrder.NEWEST else "$gt"
+        at, oid = query.cursor.timestamp, ObjectId(query.cursor.id)
+        clauses.append({"$or": [{"timestamp": {past: at}}, {"timestamp": at, "_id": {past: oid}}]})
+    if not clauses:
+        return {}
+    return clauses[0] if len(clauses) == 1 else {"$and": clauses}
+
+
+def to_document(metric: MetricInput, id_: ObjectId | None = None) -> Document:
+    doc: Document = {"name": metric.name, "tags": list(metric.tags), "value": metric.value}
+    doc["timestamp"] = metric.timestamp
+    if id_ is not None:
+        doc["_id"] = id_
+    return doc
+
+
+def to_metric(doc: Document) -> Metric:
+    return Metric(str(doc["_id"]), doc["name"], tuple(doc.get("tags", ())), doc["value"], doc["timestamp"])
+
+
+class MongoMetricStore:
+    def __init__(self, client: AsyncMongoClient[Document], database: str) -> None:
+        self._client = client
+        self._metrics = client[database]["metrics"]
+
+    async def ensure_indexes(self) -> None:
+        async with _unavailable_when_unreachable("creating indexes"):
+            await self._metrics.create_indexes(INDEXES)
+
+    async def ping(self) -> None:
+        async with _unavailable_when_unreachable("ping"):
+            await self._client.admin.command("ping")
+
+    async def insert(self, metrics: Sequence[MetricInput]) -> list[Metric]:
+        docs = [to_document(m, ObjectId()) for m in metrics]
+        async with _unavailable_when_unreachable("insert"):
+            if len(docs) == 1:
+                await self._metrics.insert_one(docs[0])
+            else:
+                await self._metrics.insert_many(docs, ordered=True)
+        return [to_metric(doc) for doc in docs]
+
+    async def find(self, query: MetricQuery) -> list[Metric]:
+        direction = DESCENDING if query.order is SortOrder.NEWEST else ASCENDING
+        cursor = (
+            self._metrics.find(build_filter(query))
+            .sort([("timestamp", direction), ("_id", direction)])
+            .limit(query.limit)
+        )
+        async with _unavailable_when_unreachable("find"):
+            return [to_metric(doc) async for doc in cursor]
+
+    async def get(self, id_: str) -> Metric | None:
+        async with _unavailable_when_unreachable("find by id"):
+            doc = await self._metrics.find_one({"_id": ObjectId(id_)})
+        return None if doc is None else to_metric(doc)
+
+    async def replace(self, id_: str, metric: MetricInput) -> tuple[Metric, Metric] | None:
+        """Replace and return (before, after), or None when there is no such metric."""
+        async with _unavailable_when_unreachable("replace"):
+            before = await self._metrics.find_one_and_replace(
+                {"_id": ObjectId(id_)}, to_document(metric), return_document=ReturnDocument.BEFORE
+            )
+        if before is None:
+            return None
+        return to_metric(before), Metric(id_, metric.name, metric.tags, metric.value, metric.timestamp)
+
+    async def delete(self, id_: str) -> Metric | None:
+        async with _unavailable_when_unreachable("delete"):
+            doc = await self._metrics.find_one_and_delete({"_id": ObjectId(id_)})
+        return None if doc is None else to_metric(doc)
+
+    async def aclose(self) -> None:
+        await self._client.close()

@@ -1,0 +1,122 @@
+"""RedisCache: cached `GET /metrics` bodies, invalidated by generation counters per metric name."""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import time
+from collections.abc import Sequence
+from typing import Any
+
+from redis.asyncio import Redis
+from redis.exceptions import ConnectionError, RedisError, TimeoutError
+
+from telemetry_server.config import Settings
+from telemetry_server.ports import UNCACHEABLE, Lookup
+
+log = logging.getLogger("telemetry_server.cache")
+
+# After a failure the cache is skipped for this long, so that reads do not each wait out a timeout.
+_BACKOFF_SECONDS = 1.0
+
+
+def create_redis_client(settings: Settings) -> Redis:
+    """One client (and so one pool) per worker, created in the lifespan after the fork."""
+    assert settings.redis_uri is not None
+    timeout = settings.redis_timeout_ms / 1000
+    return Redis.from_url(
+        settings.redis_uri,
+        max_connections=settings.redis_pool_size,
+        socket_timeout=timeout,
+        socket_connect_timeout=timeout,
+        retry_on_timeout=False,
+        health_check_interval=0,
+    )
+
+
+class RedisCache:
+    """Entries are stored with the generation of the name they depend on; a write bumps that generation.
+
+    A query for one name depends on that name's counter; any other query on the global counter, which
+    every write bumps. So a read is one MGET and a write's invalidation one pipelined INCR round trip.
+    """
+
+    def __init__(self, client: Redis, namespace: str, ttl_seconds: int) -> None:
+        self._client = client
+        self._namespace = namespace
+        self._ttl = ttl_seconds
+        self._down_until = 0.0
+        self._pending: set[str] = set()
+
+    @property
+    def available(self) -> bool:
+        return time.monotonic() >= self._down_until
+
+    def _generation_key(self, name: str | None) -> str:
+        return f"{self._namespace}:gen:" + ("*" if name is None else f"n:{name}")
+
+    def _entry_key(self, query_key: str) -> str:
+        digest = hashlib.blake2b(query_key.encode(), digest_size=16).hexdigest()
+        return f"{self._namespace}:q:{digest}"
+
+    async def lookup(self, name: str | None, query_key: str) -> Lookup:
+        if self._ttl == 0 or not await self._ready():
+            return UNCACHEABLE
+        try:
+            values: list[Any] = await self._client.mget(self._generation_key(name), self._entry_key(query_key))
+        except RedisError as exc:
+            self._failed("read", exc)
+            return UNCACHEABLE
+        generation, entry = values[0] or b"0", values[1]
+        if entry is not None:
+            stored_generation, _, value = entry.partition(b"\n")
+            if stored_generation == generation:
+                return Lookup(value, generation)
+        return Lookup(None, generation)
+
+    async def store(self, query_key: str, lookup: Lookup, value: bytes) -> None:
+        if not lookup.generation or not self.available:
+            return
+        try:
+            await self._client.set(self._entry_key(query_key), lookup.generation + b"\n" + value, ex=self._ttl)
+        except RedisError as exc:
+            self._failed("write", exc)
+
+    async def invalidate(self, names: Sequence[str]) -> None:
+        """Bump the counters of these names and the global one; remembered and retried if Redis is down."""
+        self._pending.update(names)
+        await self._ready()
+
+    async def ping(self) -> bool:
+        try:
+            await self._client.ping()
+        except RedisError:
+            return False
+        return True
+
+    async def aclose(self) -> None:
+        await self._client.aclose()
+
+    async def _ready(self) -> bool:
+        """Flush pending invalidations first: no entry is served that a write this worker made has staled."""
+        if not self.available:
+            return False
+        if not self._pending:
+            return True
+        names, self._pending = self._pending, set()
+        try:
+            async with self._client.pipeline(transaction=False) as pipe:
+                for key in {self._generation_key(None), *(self._generation_key(n) for n in names)}:
+                    pipe.incr(key)
+                await pipe.execute()
+        except RedisError as exc:
+            self._pending |= names
+            self._failed("invalidate", exc)
+            return False
+        return True
+
+    def _failed(self, action: str, exc: RedisError) -> None:
+        if self.available:
+            kind = "unreachable" if isinstance(exc, ConnectionError | TimeoutError) else "failing"
+            log.warning("Redis %s on %s (%s); serving from MongoDB for now", kind, action, exc)
+        self._down_until = time.monotonic() + _BACKOFF_SECONDS
