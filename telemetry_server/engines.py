@@ -24,6 +24,8 @@ log = logging.getLogger("telemetry_server.engines")
 
 LOOPBACK = "127.0.0.1"
 _START_TIMEOUT_SECONDS = 30.0
+# Children this process started, kept so that they are reaped (not warned about) when stopped.
+_CHILDREN: dict[int, subprocess.Popen[bytes]] = {}
 
 
 class EngineError(RuntimeError):
@@ -84,6 +86,7 @@ def start(kind: str, command: list[str], port: int, log_path: Path) -> Engine:
     log_path.parent.mkdir(parents=True, exist_ok=True)
     with log_path.open("ab") as out:
         process = subprocess.Popen(command, stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
+    _CHILDREN[process.pid] = process
     deadline = time.monotonic() + _START_TIMEOUT_SECONDS
     while not _port_open(port):
         if process.poll() is not None or time.monotonic() > deadline:
@@ -103,8 +106,9 @@ def stop_pid(pid: int, timeout: float = 10.0) -> None:
             time.sleep(0.05)
         if _alive(pid):
             os.kill(pid, signal.SIGKILL)
-    with contextlib.suppress(ChildProcessError):
-        os.waitpid(pid, os.WNOHANG)
+    child = _CHILDREN.pop(pid, None)
+    if child is not None:
+        child.wait()
 
 
 @contextlib.contextmanager
@@ -140,15 +144,14 @@ def _port_open(port: int) -> bool:
 
 
 def _alive(pid: int) -> bool:
+    child = _CHILDREN.get(pid)
+    if child is not None:
+        return child.poll() is None
     try:
-        finished, _ = os.waitpid(pid, os.WNOHANG)
-    except ChildProcessError:  # not our child: ask the kernel
-        try:
-            os.kill(pid, 0)
-        except ProcessLookupError:
-            return False
-        return True
-    return finished == 0
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    return True
 
 
 def _beside_python(name: str) -> str | None:

@@ -72,7 +72,7 @@ def redis_uri(redis_factory: Callable[[], engines.Engine]) -> str:
 class ServerProcess:
     """A telemetry-server started with `telemetry-server serve`, stopped with SIGTERM."""
 
-    def __init__(self, env: dict[str, str], workers: int, log_path: Path) -> None:
+    def __init__(self, env: dict[str, str], workers: int, log_path: Path, ready_path: str = "/readyz") -> None:
         self.port = engines.free_port()
         self.base_url = f"http://127.0.0.1:{self.port}"
         command = [sys.executable, "-m", "telemetry_server", "serve", "--workers", str(workers)]
@@ -80,15 +80,15 @@ class ServerProcess:
         self.log_path = log_path
         with log_path.open("ab") as out:
             self.process = subprocess.Popen(command, cwd=ROOT, env=env, stdout=out, stderr=subprocess.STDOUT)
-        self._wait_until_ready()
+        self._wait_until_ready(ready_path)
 
-    def _wait_until_ready(self) -> None:
+    def _wait_until_ready(self, ready_path: str) -> None:
         deadline = time.monotonic() + START_TIMEOUT_SECONDS
         while time.monotonic() < deadline:
             if self.process.poll() is not None:
                 raise RuntimeError(f"server exited: {self.log_path.read_text()[-2000:]}")
             try:
-                if httpx.get(f"{self.base_url}/readyz", timeout=1).status_code == 200:
+                if httpx.get(f"{self.base_url}{ready_path}", timeout=1).status_code == 200:
                     return
             except httpx.HTTPError:
                 pass
@@ -111,10 +111,10 @@ def server_factory(work_dir: Path, mongo_uri: str, redis_uri: str) -> Iterator[C
     """Start servers with extra settings (e.g. their own Redis); all are stopped at the end."""
     servers: list[ServerProcess] = []
 
-    def start(workers: int = 2, **settings: str) -> ServerProcess:
+    def start(workers: int = 2, ready_path: str = "/readyz", **settings: str) -> ServerProcess:
         env = {**os.environ, "ENVIRONMENT": "test", "APP_ENV": "test", "LOG_LEVEL": "warning"}
         env.update({"MONGO_URI": mongo_uri, "REDIS_URI": redis_uri, **settings})
-        servers.append(ServerProcess(env, workers, work_dir / f"server-{len(servers)}.log"))
+        servers.append(ServerProcess(env, workers, work_dir / f"server-{len(servers)}.log", ready_path))
         return servers[-1]
 
     yield start

@@ -1,0 +1,49 @@
+#!/usr/bin/env bash
+# The whole test suite from a fresh clone: installs what is needed, starts MongoDB-wire and Redis engines and
+# a 2-worker test server with .env.test on free ports, runs lint, types and pytest, and stops everything,
+# also on failure or Ctrl-C. Exits with pytest's status. Arguments go to pytest (e.g. scripts/test.sh -k cache).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+scripts/bootstrap.sh
+
+state=$(mktemp -d "${TMPDIR:-/tmp}/telemetry-test.XXXXXX")
+server_pid=
+cleanup() {
+  if [ -n "$server_pid" ]; then kill -TERM "$server_pid" 2>/dev/null && wait "$server_pid" 2>/dev/null || true; fi
+  SERVICES_MODE=local SERVICES_STATE_DIR="$state/services" scripts/services.sh down >/dev/null 2>&1 || true
+  rm -rf "$state"
+}
+trap cleanup EXIT
+trap 'exit 130' INT TERM
+
+echo "== lint and types"
+.venv/bin/ruff check .
+.venv/bin/ruff format --check .
+.venv/bin/mypy telemetry_server
+
+echo "== services"
+uris=$(SERVICES_MODE=local SERVICES_STATE_DIR="$state/services" scripts/services.sh up)
+eval "$uris"
+export MONGO_URI REDIS_URI
+echo "MONGO_URI=$MONGO_URI REDIS_URI=$REDIS_URI"
+
+echo "== test server (.env.test)"
+port=$(.venv/bin/python -c 'from telemetry_server.engines import free_port; print(free_port())')
+ENVIRONMENT=test .venv/bin/telemetry-server serve --port "$port" >"$state/server.log" 2>&1 &
+server_pid=$!
+export TEST_BASE_URL="http://127.0.0.1:$port"
+for _ in $(seq 600); do
+  curl -fsS "$TEST_BASE_URL/readyz" >/dev/null 2>&1 && break
+  kill -0 "$server_pid" 2>/dev/null || { cat "$state/server.log"; exit 1; }
+  sleep 0.1
+done
+curl -fsS "$TEST_BASE_URL/readyz" || { cat "$state/server.log"; exit 1; }
+echo
+
+echo "== pytest"
+status=0
+ENVIRONMENT=test .venv/bin/pytest "$@" || status=$?
+if [ "$status" -eq 5 ]; then echo "test.sh: pytest collected no tests" >&2; status=1; fi
+if [ "$status" -ne 0 ]; then echo "== server log (tail)"; tail -n 40 "$state/server.log"; fi
+exit "$status"
