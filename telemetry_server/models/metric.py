@@ -142,7 +142,8 @@ def check_tags(tags: object, fail: Fail) -> tuple[str, ...]:
             fail(f"tags[{position}]", "must not hold control characters")
         elif tag.startswith("$"):
             fail(f"tags[{position}]", "must not start with '$'")
-    if len(set(tags)) != len(tags):
+    strings = [tag for tag in tags if isinstance(tag, str)]  # a list or object among them is not hashable
+    if len(set(strings)) != len(strings):
         fail("tags", "must not repeat a tag")
     return tuple(tags)
 

@@ -6,14 +6,14 @@ import base64
 import binascii
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from enum import StrEnum
 
 import orjson
 
 from telemetry_server.errors import FieldError, ValidationFailed
 from telemetry_server.models.metric import MAX_TAGS, Fail, check_name, check_tags
-from telemetry_server.models.timestamps import format_timestamp, parse_timestamp
+from telemetry_server.models.timestamps import EARLIEST, format_timestamp, parse_timestamp
 
 _PARAMS = frozenset({"name", "tag", "from", "to", "limit", "sort", "cursor", "filters"})
 _FILTER_KEYS = frozenset({"name", "tags", "from", "to"})
@@ -32,7 +32,9 @@ class Cursor:
     id: str
 
     def encode(self) -> str:
-        raw = f"{int(self.timestamp.timestamp() * 1000)}:{self.id}".encode()
+        # Integer arithmetic: a float epoch (x.123 s * 1000 = ...122.99) would move the cursor back 1 ms.
+        millis = (self.timestamp - EARLIEST) // timedelta(milliseconds=1)
+        raw = f"{millis}:{self.id}".encode()
         return base64.urlsafe_b64encode(raw).decode().rstrip("=")
 
     @classmethod
@@ -40,8 +42,10 @@ class Cursor:
         try:
             raw = base64.urlsafe_b64decode(token + "=" * (-len(token) % 4)).decode()
             millis, id_ = raw.split(":", 1)
-            moment = parse_timestamp(int(millis) / 1000)
-        except (binascii.Error, UnicodeDecodeError, ValueError):
+            moment = EARLIEST + timedelta(milliseconds=int(millis))
+            if moment < EARLIEST:
+                raise ValueError(millis)
+        except (binascii.Error, UnicodeDecodeError, ValueError, OverflowError):
             raise ValidationFailed([FieldError("cursor", "is not a cursor this server issued")]) from None
         if not is_object_id(id_):
             raise ValidationFailed([FieldError("cursor", "is not a cursor this server issued")])
@@ -60,16 +64,17 @@ class MetricQuery:
 
     def cache_key(self) -> str:
         """The same key for every spelling of the same query (tag order, timestamp format, defaults)."""
+        # JSON, not a joined string: a tag may itself hold the separator (["a,b"] is not ["a", "b"]).
         parts = [
             self.name or "",
-            ",".join(self.tags),
+            self.tags,
             format_timestamp(self.start) if self.start else "",
             format_timestamp(self.end) if self.end else "",
             str(self.limit),
             self.order.value,
             self.cursor.encode() if self.cursor else "",
         ]
-        return "|".join(parts)
+        return orjson.dumps(parts).decode()
 
 
 def is_object_id(text: str) -> bool:
@@ -164,7 +169,7 @@ def _time_param(single: dict[str, str], key: str, fail: Fail) -> datetime | None
 def _limit_param(raw: str | None, default: int, maximum: int, fail: Fail) -> int:
     if raw is None:
         return default
-    if not raw.isdigit() or not 1 <= int(raw) <= maximum:
+    if not (raw.isascii() and raw.isdigit()) or not 1 <= int(raw) <= maximum:  # "²".isdigit() is True
         fail("limit", f"must be a whole number from 1 to {maximum}")
         return default
     return int(raw)

@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import math
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
+from decimal import Decimal
 
 # An epoch number's unit is read from its magnitude: below 1e11 it is seconds (up to the year 5138),
 # below 1e14 milliseconds, below 1e17 microseconds, otherwise nanoseconds.
@@ -19,7 +20,7 @@ def parse_timestamp(value: object) -> datetime:
     if isinstance(value, bool):
         raise ValueError("must be an RFC 3339 string or an epoch number, not a boolean")
     if isinstance(value, int | float):
-        return _from_epoch(float(value))
+        return _from_epoch(value)
     if isinstance(value, str):
         return _from_rfc3339(value)
     raise ValueError("must be an RFC 3339 string or an epoch number")
@@ -34,13 +35,16 @@ def truncate_to_millis(moment: datetime) -> datetime:
     return moment.replace(microsecond=moment.microsecond // 1000 * 1000)
 
 
-def _from_epoch(number: float) -> datetime:
-    if not math.isfinite(number) or number < 0:
+def _from_epoch(number: int | float) -> datetime:
+    if (isinstance(number, float) and not math.isfinite(number)) or number < 0:  # ints may pass any float
         raise ValueError("epoch time must be a finite, non-negative number")
     divisor = next((d for limit, d in _UNIT_LIMITS if number < limit), _NANOSECONDS)
-    millis = int(number * 1000 / divisor)  # whole milliseconds, as MongoDB keeps them
+    # Whole milliseconds, as MongoDB keeps them, in decimal arithmetic: an int exactly, a float as the
+    # shortest decimal that reads back as it (what the client wrote; 1764287920.123 is just below .123).
+    exact = Decimal(number) if isinstance(number, int) else Decimal(repr(number))
+    millis = int(exact * 1000 / Decimal(divisor))
     try:
-        return datetime.fromtimestamp(millis / 1000, UTC).replace(microsecond=millis % 1000 * 1000)
+        return EARLIEST + timedelta(milliseconds=millis)
     except (OverflowError, OSError, ValueError):
         raise ValueError("epoch time is out of range") from None
 
@@ -54,7 +58,10 @@ def _from_rfc3339(text: str) -> datetime:
         raise ValueError("must be an RFC 3339 date-time such as 2026-11-27T10:00:00Z") from None
     if moment.tzinfo is None:
         raise ValueError("needs a UTC offset, such as Z or +02:00")
-    moment = truncate_to_millis(moment.astimezone(UTC))
+    try:
+        moment = truncate_to_millis(moment.astimezone(UTC))
+    except OverflowError:  # e.g. 9999-12-31T23:59:59-01:00
+        raise ValueError("is out of range once converted to UTC") from None
     if moment < EARLIEST:
         raise ValueError("must not be before 1970-01-01T00:00:00Z")
     return moment
