@@ -5,7 +5,7 @@ from __future__ import annotations
 import base64
 import binascii
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from enum import StrEnum
 
@@ -14,8 +14,9 @@ import orjson
 from telemetry_server.errors import FieldError, ValidationFailed
 from telemetry_server.models.metric import MAX_TAGS, Fail, check_name, check_tags
 from telemetry_server.models.timestamps import EARLIEST, format_timestamp, parse_timestamp
+from telemetry_server.models.value_range import VALUE_PARAMS, ValueRange, parse_value_range
 
-_PARAMS = frozenset({"name", "tag", "from", "to", "limit", "sort", "cursor", "filters"})
+_PARAMS = frozenset({"name", "tag", "from", "to", "limit", "sort", "cursor", "filters", *VALUE_PARAMS})
 _FILTER_KEYS = frozenset({"name", "tags", "from", "to"})
 
 
@@ -61,6 +62,7 @@ class MetricQuery:
     limit: int = 100
     order: SortOrder = SortOrder.NEWEST
     cursor: Cursor | None = None
+    values: ValueRange = field(default_factory=ValueRange)
 
     def cache_key(self) -> str:
         """The same key for every spelling of the same query (tag order, timestamp format, defaults)."""
@@ -74,7 +76,23 @@ class MetricQuery:
             self.order.value,
             self.cursor.encode() if self.cursor else "",
         ]
+        if self.values.bounded:
+            parts.append("&".join(f"{key}={bound}" for key, bound in self.values.to_params()))
         return orjson.dumps(parts).decode()
+
+    def to_params(self) -> list[tuple[str, str]]:
+        """The query as `GET /metrics` parameters (the `equivalent` of a listing prompt)."""
+        params = [("name", self.name)] if self.name is not None else []
+        params += [("tag", tag) for tag in self.tags]
+        if self.start is not None:
+            params.append(("from", format_timestamp(self.start)))
+        if self.end is not None:
+            params.append(("to", format_timestamp(self.end)))
+        params += self.values.to_params()
+        params += [("limit", str(self.limit)), ("sort", self.order.value)]
+        if self.cursor is not None:
+            params.append(("cursor", self.cursor.encode()))
+        return params
 
 
 def is_object_id(text: str) -> bool:
@@ -82,7 +100,7 @@ def is_object_id(text: str) -> bool:
 
 
 def parse_metric_query(params: Sequence[tuple[str, str]], default_limit: int, max_limit: int) -> MetricQuery:
-    """Read `name`, `tag` (repeatable), `from`, `to`, `limit`, `sort`, `cursor` and the JSON `filters`."""
+    """Read `name`, `tag` (repeatable), `from`, `to`, `value_*`, `limit`, `sort`, `cursor` and JSON `filters`."""
     errors: list[FieldError] = []
 
     def fail(field: str, message: str) -> None:
@@ -105,8 +123,8 @@ def parse_metric_query(params: Sequence[tuple[str, str]], default_limit: int, ma
 
     name = check_name(single["name"], fail) if "name" in single else None
     checked_tags = tuple(sorted(set(check_tags(tags, fail)))) if tags else ()
-    start = _time_param(single, "from", fail)
-    end = _time_param(single, "to", fail)
+    start = parse_time_param(single, "from", fail)
+    end = parse_time_param(single, "to", fail)
     if start and end and start >= end:
         fail("from", "must be earlier than `to`")
     limit = _limit_param(single.get("limit"), default_limit, max_limit, fail)
@@ -122,9 +140,10 @@ def parse_metric_query(params: Sequence[tuple[str, str]], default_limit: int, ma
             cursor = Cursor.decode(single["cursor"])
         except ValidationFailed as exc:
             errors.extend(exc.errors)
+    values = parse_value_range(single, fail)
     if errors:
         raise ValidationFailed(errors)
-    return MetricQuery(name, checked_tags, start, end, limit, order, cursor)
+    return MetricQuery(name, checked_tags, start, end, limit, order, cursor, values)
 
 
 def _merge_filters(single: dict[str, str], tags: list[str], raw: str, fail: Fail) -> None:
@@ -155,7 +174,7 @@ def _merge_filters(single: dict[str, str], tags: list[str], raw: str, fail: Fail
             fail(f"filters.{key}", "must be a string" if key == "name" else "must be a string or a number")
 
 
-def _time_param(single: dict[str, str], key: str, fail: Fail) -> datetime | None:
+def parse_time_param(single: dict[str, str], key: str, fail: Fail) -> datetime | None:
     if key not in single:
         return None
     raw = single[key]

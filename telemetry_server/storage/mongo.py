@@ -14,6 +14,7 @@ from telemetry_server.config import Settings
 from telemetry_server.errors import StorageUnavailable
 from telemetry_server.models.metric import Metric, MetricInput
 from telemetry_server.models.metric_query import MetricQuery, SortOrder
+from telemetry_server.models.value_range import ValueRange
 
 Document = dict[str, Any]
 
@@ -64,6 +65,8 @@ def build_filter(query: MetricQuery) -> Document:
         window["$lt"] = query.end
     if window:
         clauses.append({"timestamp": window})
+    if query.values.bounded:
+        clauses.append({"value": value_clause(query.values)})
     if query.cursor is not None:
         past = "$lt" if query.order is SortOrder.NEWEST else "$gt"
         at, oid = query.cursor.timestamp, ObjectId(query.cursor.id)
@@ -71,6 +74,10 @@ def build_filter(query: MetricQuery) -> Document:
     if not clauses:
         return {}
     return clauses[0] if len(clauses) == 1 else {"$and": clauses}
+
+
+def value_clause(values: ValueRange) -> Document:
+    return {f"${op}": bound for op, bound in values.bounds().items() if bound is not None}
 
 
 def to_document(metric: MetricInput, id_: ObjectId | None = None) -> Document:
