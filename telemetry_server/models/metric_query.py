@@ -188,7 +188,8 @@ def parse_time_param(single: dict[str, str], key: str, fail: Fail) -> datetime |
 def _limit_param(raw: str | None, default: int, maximum: int, fail: Fail) -> int:
     if raw is None:
         return default
-    if not (raw.isascii() and raw.isdigit()) or not 1 <= int(raw) <= maximum:  # "²".isdigit() is True
+    # "²".isdigit() is True but int() refuses it, as it refuses more than 4300 digits.
+    if not (raw.isascii() and raw.isdigit() and len(raw) <= 12) or not 1 <= int(raw) <= maximum:
         fail("limit", f"must be a whole number from 1 to {maximum}")
         return default
     return int(raw)
