@@ -7,8 +7,10 @@ import contextlib
 import itertools
 import logging
 import os
-from collections.abc import Awaitable, Callable
+import time
+from collections.abc import Awaitable, Callable, Coroutine
 from dataclasses import dataclass
+from typing import Any, Protocol
 
 from telemetry_server.config import Settings
 from telemetry_server.errors import StorageUnavailable
@@ -17,43 +19,91 @@ from telemetry_server.http.request import Request
 from telemetry_server.http.responses import send_response
 from telemetry_server.http.router import Router
 from telemetry_server.http.types import Receive, Scope, Send
-from telemetry_server.ports import MetricStore, QueryCache
+from telemetry_server.ports import MetricStore
 from telemetry_server.routes.health import HealthResource
 from telemetry_server.routes.metrics import MetricResource
-from telemetry_server.services.telemetry_service import MetricService
+from telemetry_server.routes.stats import StatsResource
+from telemetry_server.services.local_cache import LocalCache
+from telemetry_server.services.query_cache import SharedCache, TwoLevelCache
+from telemetry_server.services.rate_limit import RateLimiter, TokenSource
+from telemetry_server.services.stats import Stats
+from telemetry_server.services.stats_service import StatsBoard, StatsService
+from telemetry_server.services.telemetry_service import MetricService, WritePolicy
 
 log = logging.getLogger("telemetry_server")
 
 _INDEX_RETRY_SECONDS = 2.0
+# Probes and scrapes are never rate limited.
+_UNLIMITED_ROUTES = frozenset({"healthz", "readyz", "internal_metrics"})
+
+
+class SubscribableCache(SharedCache, Protocol):
+    async def listen(self, on_names: Callable[[list[str]], None], on_state: Callable[[bool], None]) -> None: ...
 
 
 @dataclass(slots=True)
 class Backends:
+    """The adapters one worker talks through; tests pass doubles of the same shape."""
+
     store: MetricStore
-    cache: QueryCache
+    cache: SubscribableCache
+    tokens: TokenSource
+    board: StatsBoard | None = None
 
 
-BackendsFactory = Callable[[Settings], Awaitable[Backends]]
+BackendsFactory = Callable[[Settings, Stats], Awaitable[Backends]]
 
 
-async def open_backends(settings: Settings) -> Backends:
+async def open_backends(settings: Settings, stats: Stats) -> Backends:
     """The real adapters: one MongoDB and one Redis client (each with its pool) for this worker."""
     from telemetry_server.storage.mongo import MongoMetricStore, create_mongo_client
     from telemetry_server.storage.redis_cache import RedisCache, create_redis_client
+    from telemetry_server.storage.redis_rate_limit import RedisTokenSource
+    from telemetry_server.storage.redis_stats import RedisStatsBoard
 
-    store = MongoMetricStore(create_mongo_client(settings), settings.database_name)
-    cache = RedisCache(create_redis_client(settings), f"ts:{settings.app_env}", settings.cache_ttl_seconds)
-    return Backends(store, cache)
+    namespace = f"ts:{settings.app_env}"
+    redis = create_redis_client(settings)
+    return Backends(
+        store=MongoMetricStore(create_mongo_client(settings, stats.pool_wait_ms.observe), settings.database_name),
+        cache=RedisCache(redis, create_redis_client(settings, subscriber=True), namespace, settings.cache_ttl_seconds),
+        tokens=RedisTokenSource(redis, namespace, settings.rate_limit_per_second, settings.rate_limit_burst),
+        board=RedisStatsBoard(redis, namespace),
+    )
 
 
-def build_router(backends: Backends, settings: Settings) -> Router:
-    service = MetricService(backends.store, backends.cache)
-    return Router(
+@dataclass(slots=True)
+class Components:
+    """What one worker runs, built from its backends in the lifespan."""
+
+    router: Router
+    metrics: MetricService
+    cache: TwoLevelCache
+    limiter: RateLimiter
+    stats_service: StatsService
+
+
+def build_components(backends: Backends, settings: Settings, stats: Stats) -> Components:
+    local = LocalCache(settings.l1_cache_entries, settings.l1_cache_ttl_ms / 1000)
+    cache = TwoLevelCache(local, backends.cache, stats)
+    policy = WritePolicy(
+        group_max=settings.write_batch_max,
+        group_delay_seconds=settings.write_batch_delay_ms / 1000,
+        group_in_flight=settings.write_batch_concurrency,
+        chunk_size=settings.write_chunk_size,
+    )
+    metrics = MetricService(backends.store, cache, policy, on_batch=stats.batch_sizes.observe)
+    limiter = RateLimiter(
+        backends.tokens, settings.rate_limit_per_second, settings.rate_limit_burst, on_limited=stats.count_limited
+    )
+    stats_service = StatsService(stats, backends.board)
+    router = Router(
         [
-            *HealthResource(backends.store, backends.cache).routes(),
-            *MetricResource(service, settings).routes(),
+            *HealthResource(backends.store, cache).routes(),
+            *MetricResource(metrics, limiter, settings).routes(),
+            *StatsResource(stats_service).routes(),
         ]
     )
+    return Components(router, metrics, cache, limiter, stats_service)
 
 
 class App:
@@ -61,10 +111,11 @@ class App:
 
     def __init__(self, settings: Settings, backends_factory: BackendsFactory = open_backends) -> None:
         self.settings = settings
+        self.stats = Stats()
         self._backends_factory = backends_factory
         self._backends: Backends | None = None
-        self._router: Router | None = None
-        self._index_task: asyncio.Task[None] | None = None
+        self._components: Components | None = None
+        self._tasks: list[asyncio.Task[None]] = []
         self._request_ids = itertools.count(1)
         self._id_prefix = f"{os.getpid():x}"
 
@@ -75,30 +126,49 @@ class App:
             await self._lifespan(receive, send)
 
     async def _http(self, scope: Scope, receive: Receive, send: Send) -> None:
-        request = Request(scope, receive, self.settings.max_body_bytes)
+        started = time.perf_counter()
+        request = Request(scope, receive, self.settings.max_body_bytes, self.settings.max_json_depth)
+        route = "unmatched"
+        quota_headers: list[tuple[bytes, bytes]] = []
         try:
-            if self._router is None:
+            components = self._components
+            if components is None:
                 raise StorageUnavailable("the server is starting")
-            handler, _, request.params = self._router.resolve(request.method, request.path)
+            handler, route, request.params = components.router.resolve(request.method, request.path)
+            if route not in _UNLIMITED_ROUTES and components.limiter.enabled:
+                quota_headers = (await components.limiter.admit(request.client_id)).headers()
             response = await handler(request)
+            response.headers += quota_headers
         except Exception as exc:
             response = problem_response(exc, f"{self._id_prefix}-{next(self._request_ids):x}")
         await send_response(send, response)
+        self.stats.observe_request(route, response.status, (time.perf_counter() - started) * 1000)
 
     async def startup(self) -> None:
-        self._backends = await self._backends_factory(self.settings)
-        self._router = build_router(self._backends, self.settings)
-        self._index_task = asyncio.create_task(self._ensure_indexes(self._backends.store))
+        self._backends = backends = await self._backends_factory(self.settings, self.stats)
+        self._components = components = build_components(backends, self.settings, self.stats)
+        cache = components.cache
+        self._spawn(self._ensure_indexes(backends.store))
+        self._spawn(backends.cache.listen(cache.on_remote_invalidation, cache.on_subscription))
+        self._spawn(components.stats_service.post_periodically())
 
     async def shutdown(self) -> None:
-        if self._index_task is not None:
-            self._index_task.cancel()
+        """Store what is still gathering, stop background work, close the pools."""
+        if self._components is not None:
+            await self._components.metrics.drain()
+        for task in self._tasks:
+            task.cancel()
+        for task in self._tasks:
             with contextlib.suppress(asyncio.CancelledError):
-                await self._index_task
+                await task
+        self._tasks.clear()
         if self._backends is not None:
             await self._backends.cache.aclose()
             await self._backends.store.aclose()
-        self._router = self._backends = None
+        self._components = self._backends = None
+
+    def _spawn(self, work: Coroutine[Any, Any, None]) -> None:
+        self._tasks.append(asyncio.get_running_loop().create_task(work))
 
     async def _ensure_indexes(self, store: MetricStore) -> None:
         """Idempotent; retried in the background so a worker can start while MongoDB is still down."""

@@ -4,18 +4,24 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Protocol
 
+from telemetry_server.auth.keys import ApiKey
 from telemetry_server.models.metric import Metric, MetricInput
 from telemetry_server.models.metric_query import MetricQuery
 
 
 @dataclass(frozen=True, slots=True)
 class Lookup:
-    """A cache read; its `generation` goes back with the value stored after a miss (empty: don't store)."""
+    """A cache read. After a miss it goes back with the value to store: `generation` (empty: don't store in
+    Redis), `name` the metric name the value depends on (None: any), `local_version` the L1's version of
+    that name at lookup time (None: don't store in L1), so a value read before a write is never kept after."""
 
     value: bytes | None
     generation: bytes
+    name: str | None = None
+    local_version: int | None = None
 
 
 UNCACHEABLE = Lookup(None, b"")
@@ -40,3 +46,12 @@ class QueryCache(Protocol):
     async def invalidate(self, names: Sequence[str]) -> None: ...
     async def ping(self) -> bool: ...
     async def aclose(self) -> None: ...
+
+
+class KeyStore(Protocol):
+    """API keys by id; `add_if_absent` is False when the id is already taken."""
+
+    async def add_if_absent(self, key: ApiKey) -> bool: ...
+    async def get(self, key_id: str) -> ApiKey | None: ...
+    async def all_keys(self) -> list[ApiKey]: ...
+    async def revoke(self, key_id: str, at: datetime) -> ApiKey | None: ...

@@ -9,15 +9,17 @@ import orjson
 
 from telemetry_server.errors import MalformedJSON, PayloadTooLarge, UnsupportedMediaType
 from telemetry_server.http.types import Receive, Scope
+from telemetry_server.models.json_shape import check_json_shape
 
 
 class Request:
-    __slots__ = ("_body", "_headers", "_query", "_receive", "max_body_bytes", "params", "scope")
+    __slots__ = ("_body", "_headers", "_query", "_receive", "max_body_bytes", "max_json_depth", "params", "scope")
 
-    def __init__(self, scope: Scope, receive: Receive, max_body_bytes: int) -> None:
+    def __init__(self, scope: Scope, receive: Receive, max_body_bytes: int, max_json_depth: int = 32) -> None:
         self.scope = scope
         self._receive = receive
         self.max_body_bytes = max_body_bytes
+        self.max_json_depth = max_json_depth
         self.params: dict[str, str] = {}
         self._query: list[tuple[str, str]] | None = None
         self._headers: dict[bytes, bytes] | None = None
@@ -32,6 +34,15 @@ class Request:
     def path(self) -> str:
         path: str = self.scope["path"]
         return path
+
+    @property
+    def client_id(self) -> str:
+        """Who is asking, for rate limits: the API key's id once authenticated, else the peer address."""
+        key_id: str | None = self.scope.get("telemetry.key_id")
+        if key_id is not None:
+            return key_id
+        client = self.scope.get("client")
+        return str(client[0]) if client else "unknown"
 
     @property
     def query(self) -> list[tuple[str, str]]:
@@ -76,12 +87,15 @@ class Request:
         return self._body
 
     async def json(self) -> Any:
-        """The body parsed as JSON; 415 unless the content type is JSON, 400 when it does not parse."""
+        """The body parsed as JSON; 415 unless the content type is JSON, 400 when it does not parse, 422 when it
+        nests too deep or has keys that start with `$` or contain `.`."""
         content_type = (self.header(b"content-type") or b"").split(b";", 1)[0].strip().lower()
         if content_type != b"application/json" and not content_type.endswith(b"+json"):
             raise UnsupportedMediaType("send the body as application/json")
         body = await self.body()
         try:
-            return orjson.loads(body)
+            document = orjson.loads(body)
         except orjson.JSONDecodeError as exc:
             raise MalformedJSON(f"the body is not valid JSON: {exc}") from None
+        check_json_shape(document, self.max_json_depth)
+        return document

@@ -9,6 +9,7 @@ from telemetry_server.http.responses import Response, empty_response, json_respo
 from telemetry_server.http.router import Route
 from telemetry_server.models.metric import parse_metric, parse_metric_batch
 from telemetry_server.models.metric_query import parse_metric_query
+from telemetry_server.services.rate_limit import RateLimiter
 from telemetry_server.services.telemetry_service import MetricService
 
 _CACHE_HIT = [(b"x-cache", b"hit")]
@@ -16,8 +17,9 @@ _CACHE_MISS = [(b"x-cache", b"miss")]
 
 
 class MetricResource:
-    def __init__(self, service: MetricService, settings: Settings) -> None:
+    def __init__(self, service: MetricService, limiter: RateLimiter, settings: Settings) -> None:
         self._service = service
+        self._limiter = limiter
         self._settings = settings
 
     async def create(self, request: Request) -> Response:
@@ -26,11 +28,13 @@ class MetricResource:
         now = self._service.clock()
         if isinstance(data, list):
             batch = parse_metric_batch(data, now, self._settings.max_batch_size)
-            stored = await self._service.record(batch)
+            if self._limiter.enabled:  # the request paid for one metric on the way in
+                await self._limiter.admit(request.client_id, len(batch) - 1)
+            stored = await self._service.record_batch(batch)
             return json_response({"count": len(stored), "ids": [m.id for m in stored]}, 201)
         if not isinstance(data, dict):
             raise ValidationFailed([FieldError("$", "must be a metric object or an array of them")])
-        (metric,) = await self._service.record([parse_metric(data, now)])
+        metric = await self._service.record_one(parse_metric(data, now))
         return json_response(metric.to_json(), 201, [(b"location", f"/metrics/{metric.id}".encode())])
 
     async def search(self, request: Request) -> Response:

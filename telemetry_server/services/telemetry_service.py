@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from datetime import UTC, datetime
 
 import orjson
@@ -11,39 +12,92 @@ from telemetry_server.errors import NotFound
 from telemetry_server.models.metric import Metric, MetricInput
 from telemetry_server.models.metric_query import Cursor, MetricQuery, is_object_id
 from telemetry_server.ports import MetricStore, QueryCache
+from telemetry_server.services.group_commit import GroupCommitter
+from telemetry_server.services.single_flight import SingleFlight
 
 
 def utc_now() -> datetime:
     return datetime.now(UTC)
 
 
+@dataclass(frozen=True, slots=True)
+class WritePolicy:
+    """How writes reach MongoDB: single writes are group-committed, batches go in chunks."""
+
+    group_max: int = 1000
+    group_delay_seconds: float = 0.0
+    group_in_flight: int = 4
+    chunk_size: int = 1000
+
+
 class MetricService:
-    def __init__(self, store: MetricStore, cache: QueryCache, clock: Callable[[], datetime] = utc_now) -> None:
+    def __init__(
+        self,
+        store: MetricStore,
+        cache: QueryCache,
+        policy: WritePolicy = WritePolicy(),
+        clock: Callable[[], datetime] = utc_now,
+        on_batch: Callable[[int], None] = lambda size: None,
+    ) -> None:
         self._store = store
         self._cache = cache
+        self._chunk_size = policy.chunk_size
+        self._on_batch = on_batch
+        self._committer: GroupCommitter[MetricInput, Metric] = GroupCommitter(
+            self._commit,
+            max_batch=policy.group_max,
+            max_delay_seconds=policy.group_delay_seconds,
+            max_in_flight=policy.group_in_flight,
+            on_batch=on_batch,
+        )
+        self._flights: SingleFlight[bytes] = SingleFlight()
         self.clock = clock
 
-    async def record(self, metrics: Sequence[MetricInput]) -> list[Metric]:
+    async def record_one(self, metric: MetricInput) -> Metric:
+        """Acknowledged once the group commit holding it is stored and the caches invalidated."""
+        return await self._committer.submit(metric)
+
+    async def record_batch(self, metrics: Sequence[MetricInput]) -> list[Metric]:
+        """Stored in chunks, so a large batch never becomes one huge message; acknowledged as a whole."""
+        stored: list[Metric] = []
+        try:
+            for start in range(0, len(metrics), self._chunk_size):
+                chunk = metrics[start : start + self._chunk_size]
+                self._on_batch(len(chunk))
+                stored += await self._store.insert(chunk)
+        finally:
+            if stored:  # even a failed batch may have stored its first chunks: no cache may hide them
+                await self._cache.invalidate(sorted({m.name for m in stored}))
+        return stored
+
+    async def _commit(self, metrics: Sequence[MetricInput]) -> list[Metric]:
         stored = await self._store.insert(metrics)
         await self._cache.invalidate(sorted({m.name for m in metrics}))
         return stored
 
+    async def drain(self) -> None:
+        """Store every write still gathering (graceful shutdown)."""
+        await self._committer.drain()
+
     async def list_json(self, query: MetricQuery) -> tuple[bytes, bool]:
-        """The listing's JSON body, and whether it came from the cache."""
+        """The listing's JSON body, and whether it came from a cache."""
         key = query.cache_key()
         lookup = await self._cache.lookup(query.name, key)
         if lookup.value is not None:
             return lookup.value, True
-        metrics = await self._store.find(query)
-        last = metrics[-1] if len(metrics) == query.limit else None
-        body = orjson.dumps(
-            {
+
+        async def fetch() -> bytes:
+            metrics = await self._store.find(query)
+            last = metrics[-1] if len(metrics) == query.limit else None
+            page = {
                 "items": [m.to_json() for m in metrics],
                 "next": Cursor(last.timestamp, last.id).encode() if last else None,
             }
-        )
-        await self._cache.store(key, lookup, body)
-        return body, False
+            body = orjson.dumps(page)
+            await self._cache.store(key, lookup, body)
+            return body
+
+        return await self._flights.do(key, fetch), False
 
     async def get(self, id_: str) -> Metric:
         metric = await self._store.get(id_) if is_object_id(id_) else None

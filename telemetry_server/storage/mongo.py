@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import asynccontextmanager
 from typing import Any
 
 from bson import ObjectId
 from pymongo import ASCENDING, DESCENDING, AsyncMongoClient, IndexModel, ReturnDocument
 from pymongo.errors import ConnectionFailure
+from pymongo.monitoring import ConnectionCheckedOutEvent, ConnectionCheckOutFailedEvent, ConnectionPoolListener
 
 from telemetry_server.config import Settings
 from telemetry_server.errors import StorageUnavailable
@@ -25,7 +26,33 @@ INDEXES = [
 ]
 
 
-def create_mongo_client(settings: Settings) -> AsyncMongoClient[Document]:
+class PoolWaitListener(ConnectionPoolListener):
+    """Reports how long each request waited for a pooled connection (pool waits show an undersized pool)."""
+
+    def __init__(self, observe_ms: Callable[[float], None]) -> None:
+        self._observe_ms = observe_ms
+
+    def connection_checked_out(self, event: ConnectionCheckedOutEvent) -> None:
+        self._observe_ms((event.duration or 0.0) * 1000)
+
+    def connection_check_out_failed(self, event: ConnectionCheckOutFailedEvent) -> None:
+        self._observe_ms((event.duration or 0.0) * 1000)
+
+    # The rest of the pool's life is not measured.
+    def pool_created(self, event: Any) -> None: ...
+    def pool_ready(self, event: Any) -> None: ...
+    def pool_cleared(self, event: Any) -> None: ...
+    def pool_closed(self, event: Any) -> None: ...
+    def connection_created(self, event: Any) -> None: ...
+    def connection_ready(self, event: Any) -> None: ...
+    def connection_closed(self, event: Any) -> None: ...
+    def connection_check_out_started(self, event: Any) -> None: ...
+    def connection_checked_in(self, event: Any) -> None: ...
+
+
+def create_mongo_client(
+    settings: Settings, observe_pool_wait_ms: Callable[[float], None] | None = None
+) -> AsyncMongoClient[Document]:
     """One client (and so one pool) per worker, created in the lifespan after the fork."""
     assert settings.mongo_uri is not None
     timeout = settings.mongo_timeout_ms
@@ -39,6 +66,7 @@ def create_mongo_client(settings: Settings) -> AsyncMongoClient[Document]:
         # A live server may take longer than the selection timeout to store a large batch.
         socketTimeoutMS=timeout * 10,
         waitQueueTimeoutMS=timeout,
+        event_listeners=[PoolWaitListener(observe_pool_wait_ms)] if observe_pool_wait_ms else [],
     )
 
 

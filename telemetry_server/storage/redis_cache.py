@@ -1,13 +1,16 @@
-"""RedisCache: cached `GET /metrics` bodies, invalidated by generation counters per metric name."""
+"""RedisCache: the shared L2 of response bodies, invalidated by generation counters per metric name, and the
+pub/sub channel that tells every worker's L1 which names were written."""
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import logging
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
+import orjson
 from redis.asyncio import Redis
 from redis.exceptions import ConnectionError, RedisError, TimeoutError
 
@@ -20,14 +23,15 @@ log = logging.getLogger("telemetry_server.cache")
 _BACKOFF_SECONDS = 1.0
 
 
-def create_redis_client(settings: Settings) -> Redis:
-    """One client (and so one pool) per worker, created in the lifespan after the fork."""
+def create_redis_client(settings: Settings, *, subscriber: bool = False) -> Redis:
+    """One client (and so one pool) per worker, created in the lifespan after the fork; a subscriber's
+    connection waits for messages as long as it takes, so it has no read timeout."""
     assert settings.redis_uri is not None
     timeout = settings.redis_timeout_ms / 1000
     return Redis.from_url(
         settings.redis_uri,
-        max_connections=settings.redis_pool_size,
-        socket_timeout=timeout,
+        max_connections=2 if subscriber else settings.redis_pool_size,
+        socket_timeout=None if subscriber else timeout,
         socket_connect_timeout=timeout,
         retry_on_timeout=False,
         health_check_interval=0,
@@ -38,15 +42,18 @@ class RedisCache:
     """Entries are stored with the generation of the name they depend on; a write bumps that generation.
 
     A query for one name depends on that name's counter; any other query on the global counter, which
-    every write bumps. So a read is one MGET and a write's invalidation one pipelined INCR round trip.
+    every write bumps. So a read is one MGET and a write's invalidation one pipelined round trip, which
+    also publishes the names for the L1 caches of every worker.
     """
 
-    def __init__(self, client: Redis, namespace: str, ttl_seconds: int) -> None:
+    def __init__(self, client: Redis, subscriber: Redis, namespace: str, ttl_seconds: int) -> None:
         self._client = client
+        self._subscriber = subscriber
         self._namespace = namespace
         self._ttl = ttl_seconds
         self._down_until = 0.0
         self._pending: set[str] = set()
+        self.channel = f"{namespace}:invalidate"
 
     @property
     def available(self) -> bool:
@@ -71,8 +78,8 @@ class RedisCache:
         if entry is not None:
             stored_generation, _, value = entry.partition(b"\n")
             if stored_generation == generation:
-                return Lookup(value, generation)
-        return Lookup(None, generation)
+                return Lookup(value, generation, name)
+        return Lookup(None, generation, name)
 
     async def store(self, query_key: str, lookup: Lookup, value: bytes) -> None:
         if not lookup.generation or not self.available:
@@ -87,6 +94,24 @@ class RedisCache:
         self._pending.update(names)
         await self._ready()
 
+    async def listen(self, on_names: Callable[[list[str]], None], on_state: Callable[[bool], None]) -> None:
+        """Deliver the names every worker writes, until cancelled; `on_state(False)` whenever messages may
+        have been missed (the L1 must not be trusted then), `on_state(True)` once subscribed again."""
+        while True:
+            pubsub = self._subscriber.pubsub(ignore_subscribe_messages=True)
+            try:
+                await pubsub.subscribe(self.channel)
+                on_state(True)
+                async for message in pubsub.listen():
+                    on_names(orjson.loads(message["data"]))
+            except (RedisError, OSError) as exc:
+                on_state(False)
+                self._failed("subscribe", exc if isinstance(exc, RedisError) else ConnectionError(str(exc)))
+                await asyncio.sleep(_BACKOFF_SECONDS)
+            finally:
+                on_state(False)
+                await pubsub.aclose()  # type: ignore[no-untyped-call]
+
     async def ping(self) -> bool:
         try:
             await self._client.ping()
@@ -95,6 +120,7 @@ class RedisCache:
         return True
 
     async def aclose(self) -> None:
+        await self._subscriber.aclose()
         await self._client.aclose()
 
     async def _ready(self) -> bool:
@@ -108,6 +134,7 @@ class RedisCache:
             async with self._client.pipeline(transaction=False) as pipe:
                 for key in {self._generation_key(None), *(self._generation_key(n) for n in names)}:
                     pipe.incr(key)
+                pipe.publish(self.channel, orjson.dumps(sorted(names)))
                 await pipe.execute()
         except RedisError as exc:
             self._pending |= names

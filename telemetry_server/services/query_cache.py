@@ -1,0 +1,81 @@
+"""TwoLevelCache: a per-worker L1 in front of the shared Redis L2; an L1 hit costs no Redis round trip."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import replace
+from typing import Protocol
+
+from telemetry_server.ports import Lookup
+from telemetry_server.services.local_cache import LocalCache
+from telemetry_server.services.stats import Stats
+
+
+class SharedCache(Protocol):
+    @property
+    def available(self) -> bool: ...
+    async def lookup(self, name: str | None, query_key: str) -> Lookup: ...
+    async def store(self, query_key: str, lookup: Lookup, value: bytes) -> None: ...
+    async def invalidate(self, names: Sequence[str]) -> None: ...
+    async def ping(self) -> bool: ...
+    async def aclose(self) -> None: ...
+
+
+class TwoLevelCache:
+    """Writes drop this worker's L1 entries at once and every other worker's through Redis pub/sub.
+
+    The L1 is trusted only while the subscription is live: when it drops, the L1 is emptied and bypassed
+    until the worker is subscribed again, so a missed invalidation never leaves a stale entry behind.
+    """
+
+    def __init__(self, local: LocalCache, shared: SharedCache, stats: Stats) -> None:
+        self._local = local
+        self._shared = shared
+        self._stats = stats
+        self._subscribed = False
+
+    @property
+    def available(self) -> bool:
+        return self._shared.available
+
+    @property
+    def local_live(self) -> bool:
+        return self._subscribed and self._local.enabled
+
+    async def lookup(self, name: str | None, query_key: str) -> Lookup:
+        version = None
+        if self.local_live:
+            value = self._local.get(query_key)
+            self._stats.cache_event("l1", value is not None)
+            if value is not None:
+                return Lookup(value, b"", name)
+            version = self._local.version(name)
+        found = await self._shared.lookup(name, query_key)
+        if found.generation:  # Redis answered
+            self._stats.cache_event("l2", found.value is not None)
+        if found.value is not None and version is not None:
+            self._local.put(query_key, name, found.value, version)
+        return replace(found, name=name, local_version=version)
+
+    async def store(self, query_key: str, lookup: Lookup, value: bytes) -> None:
+        if lookup.local_version is not None and self.local_live:
+            self._local.put(query_key, lookup.name, value, lookup.local_version)
+        await self._shared.store(query_key, lookup, value)
+
+    async def invalidate(self, names: Sequence[str]) -> None:
+        self._local.invalidate(names)
+        await self._shared.invalidate(names)
+
+    def on_remote_invalidation(self, names: list[str]) -> None:
+        self._local.invalidate(names)
+
+    def on_subscription(self, live: bool) -> None:
+        if live != self._subscribed:
+            self._local.clear()
+        self._subscribed = live
+
+    async def ping(self) -> bool:
+        return await self._shared.ping()
+
+    async def aclose(self) -> None:
+        await self._shared.aclose()

@@ -1,0 +1,44 @@
+"""RedisStatsBoard: each worker posts its self-metrics snapshot, so /stats can add up all workers."""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+import orjson
+from redis.asyncio import Redis
+from redis.exceptions import RedisError
+
+from telemetry_server.errors import StorageUnavailable
+
+# A worker that has not posted for this long is gone (stopped, or restarted under another id).
+_STALE_SECONDS = 15
+
+
+class RedisStatsBoard:
+    def __init__(self, client: Redis, namespace: str) -> None:
+        self._client = client
+        self._key = f"{namespace}:stats"
+
+    async def post(self, worker: str, snapshot: dict[str, Any]) -> None:
+        entry = orjson.dumps({"at": time.time(), "snapshot": snapshot})
+        try:
+            async with self._client.pipeline(transaction=False) as pipe:
+                pipe.hset(self._key, worker, entry)
+                pipe.expire(self._key, _STALE_SECONDS * 4)
+                await pipe.execute()
+        except RedisError as exc:
+            raise StorageUnavailable(f"Redis is unreachable ({exc})") from exc
+
+    async def collect(self) -> dict[str, dict[str, Any]]:
+        try:
+            entries: dict[bytes, bytes] = await self._client.hgetall(self._key)  # type: ignore[assignment]
+        except RedisError as exc:
+            raise StorageUnavailable(f"Redis is unreachable ({exc})") from exc
+        now = time.time()
+        fresh = {}
+        for worker, raw in entries.items():
+            entry = orjson.loads(raw)
+            if now - entry["at"] < _STALE_SECONDS:
+                fresh[worker.decode()] = entry["snapshot"]
+        return fresh
