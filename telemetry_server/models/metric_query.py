@@ -33,7 +33,7 @@ class Cursor:
     id: str
 
     def encode(self) -> str:
-        # Integer arithmetic: a float epoch (x.123 s * 1000 = ...122.99) would move the cursor back 1 ms.
+        # Integer arithmetic: a float epoch can lose a millisecond (8422738.531 s * 1000 = 8422738530.99...).
         millis = (self.timestamp - EARLIEST) // timedelta(milliseconds=1)
         raw = f"{millis}:{self.id}".encode()
         return base64.urlsafe_b64encode(raw).decode().rstrip("=")

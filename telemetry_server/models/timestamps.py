@@ -40,7 +40,7 @@ def _from_epoch(number: int | float) -> datetime:
         raise ValueError("epoch time must be a finite, non-negative number")
     divisor = next((d for limit, d in _UNIT_LIMITS if number < limit), _NANOSECONDS)
     # Whole milliseconds, as MongoDB keeps them, in decimal arithmetic: an int exactly, a float as the
-    # shortest decimal that reads back as it (what the client wrote; 1764287920.123 is just below .123).
+    # shortest decimal that reads back as it (what the client wrote): 8422738.531 * 1000 is 8422738530.99...
     exact = Decimal(number) if isinstance(number, int) else Decimal(repr(number))
     millis = int(exact * 1000 / Decimal(divisor))
     try:

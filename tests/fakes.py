@@ -1,0 +1,158 @@
+"""In-memory test doubles of the backends an App is built on (`telemetry_server.app.Backends`)."""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import operator
+from collections.abc import Callable, Sequence
+from dataclasses import replace
+
+from telemetry_server.errors import StorageUnavailable
+from telemetry_server.models.metric import Metric, MetricInput
+from telemetry_server.models.metric_query import MetricQuery, SortOrder
+from telemetry_server.ports import UNCACHEABLE, Lookup
+
+_COMPARE = {"gt": operator.gt, "gte": operator.ge, "lt": operator.lt, "lte": operator.le}
+
+
+class InMemoryMetricStore:
+    """A MetricStore over a dict. Set `failure` to make every call but `aclose` raise it."""
+
+    def __init__(self) -> None:
+        self.metrics: dict[str, Metric] = {}
+        self.failure: BaseException | None = None
+        self.indexes_ensured = 0
+        self.closed = False
+        self._ids = itertools.count(1)
+
+    def _check(self) -> None:
+        if self.failure is not None:
+            raise self.failure
+
+    async def insert(self, metrics: Sequence[MetricInput]) -> list[Metric]:
+        self._check()
+        stored = [Metric(f"{next(self._ids):024x}", m.name, m.tags, m.value, m.timestamp) for m in metrics]
+        self.metrics.update((m.id, m) for m in stored)
+        return stored
+
+    async def find(self, query: MetricQuery) -> list[Metric]:
+        self._check()
+        newest_first = query.order is SortOrder.NEWEST
+        found = []
+        for metric in self.metrics.values():
+            if query.name is not None and metric.name != query.name:
+                continue
+            if not set(query.tags) <= set(metric.tags):
+                continue
+            if query.start is not None and metric.timestamp < query.start:
+                continue
+            if query.end is not None and metric.timestamp >= query.end:
+                continue
+            if not all(
+                _COMPARE[op](metric.value, bound) for op, bound in query.values.bounds().items() if bound is not None
+            ):
+                continue
+            if query.cursor is not None:
+                position, after = (metric.timestamp, metric.id), (query.cursor.timestamp, query.cursor.id)
+                if (position >= after) if newest_first else (position <= after):
+                    continue
+            found.append(metric)
+        found.sort(key=lambda m: (m.timestamp, m.id), reverse=newest_first)
+        return found[: query.limit]
+
+    async def get(self, id_: str) -> Metric | None:
+        self._check()
+        return self.metrics.get(id_)
+
+    async def replace(self, id_: str, metric: MetricInput) -> tuple[Metric, Metric] | None:
+        self._check()
+        before = self.metrics.get(id_)
+        if before is None:
+            return None
+        after = replace(before, name=metric.name, tags=metric.tags, value=metric.value, timestamp=metric.timestamp)
+        self.metrics[id_] = after
+        return before, after
+
+    async def delete(self, id_: str) -> Metric | None:
+        self._check()
+        return self.metrics.pop(id_, None)
+
+    async def ping(self) -> None:
+        self._check()
+
+    async def ensure_indexes(self) -> None:
+        self._check()
+        self.indexes_ensured += 1
+
+    async def aclose(self) -> None:
+        self.closed = True
+
+
+class UnreachableMetricStore(InMemoryMetricStore):
+    """A store whose database never answers, as the Mongo adapter reports it."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.failure = StorageUnavailable("MongoDB is unreachable (test)")
+
+
+class InMemoryQueryCache:
+    """The shared (Redis) cache over a dict: an entry depends on its name, or on every write when it has none.
+
+    `listen` plays the invalidation subscription: live at once, until the app cancels it.
+    """
+
+    def __init__(self) -> None:
+        self.entries: dict[str, tuple[str | None, bytes]] = {}
+        self.invalidations: list[list[str]] = []
+        self.up = True
+        self.closed = False
+        self.listening = False
+
+    @property
+    def available(self) -> bool:
+        return self.up
+
+    async def lookup(self, name: str | None, query_key: str) -> Lookup:
+        if not self.up:
+            return UNCACHEABLE
+        entry = self.entries.get(query_key)
+        return Lookup(entry[1] if entry else None, b"1", name)
+
+    async def store(self, query_key: str, lookup: Lookup, value: bytes) -> None:
+        if lookup.generation and self.up:
+            self.entries[query_key] = (lookup.name, value)
+
+    async def invalidate(self, names: Sequence[str]) -> None:
+        self.invalidations.append(list(names))
+        self.entries = {k: (n, v) for k, (n, v) in self.entries.items() if n is not None and n not in names}
+
+    async def listen(self, on_names: Callable[[list[str]], None], on_state: Callable[[bool], None]) -> None:
+        self.listening = True
+        on_state(True)
+        try:
+            await asyncio.Event().wait()
+        finally:
+            self.listening = False
+
+    async def ping(self) -> bool:
+        return self.up
+
+    async def aclose(self) -> None:
+        self.closed = True
+
+
+class InMemoryTokenSource:
+    """The shared rate-limit bucket: `tokens` in all (plenty by default). Set `failure` to make `take` raise it."""
+
+    def __init__(self, tokens: int = 1_000_000_000) -> None:
+        self.tokens = tokens
+        self.failure: BaseException | None = None
+
+    async def take(self, client: str, want: int) -> tuple[int, int]:
+        if self.failure is not None:
+            raise self.failure
+        granted = min(want, self.tokens)
+        self.tokens -= granted
+        return granted, self.tokens
