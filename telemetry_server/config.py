@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import os
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from enum import StrEnum
 from pathlib import Path
 from urllib.parse import urlsplit
 
 from dotenv import dotenv_values
 
+from telemetry_server.auth.keys import parse_key
 from telemetry_server.errors import ConfigurationError
 
 
@@ -24,6 +25,10 @@ class Environment(StrEnum):
     @property
     def allows_embedded_engines(self) -> bool:
         return self in (Environment.LOCAL, Environment.DEV, Environment.TEST)
+
+    @property
+    def requires_auth(self) -> bool:
+        return self in (Environment.STAGING, Environment.PROD)
 
 
 @dataclass(frozen=True)
@@ -44,6 +49,11 @@ class Settings:
     max_batch_size: int = 10_000
     default_page_size: int = 100
     max_page_size: int = 1000
+    max_json_depth: int = 32
+    auth_enabled: bool = False
+    bootstrap_admin_key: str | None = field(default=None, repr=False)
+    http_header_timeout_ms: int = 10_000
+    http_max_buffer_bytes: int = 65_536
     data_dir: Path = Path(".data")
     log_level: str = "info"
 
@@ -77,11 +87,18 @@ def load_settings(environ: Mapping[str, str]) -> Settings:
         max_batch_size=env.integer("MAX_BATCH_SIZE", DEFAULTS.max_batch_size, 1, 1_000_000),
         default_page_size=env.integer("DEFAULT_PAGE_SIZE", DEFAULTS.default_page_size, 1, 100_000),
         max_page_size=env.integer("MAX_PAGE_SIZE", DEFAULTS.max_page_size, 1, 100_000),
+        max_json_depth=env.integer("MAX_JSON_DEPTH", DEFAULTS.max_json_depth, 4, 512),
+        auth_enabled=env.boolean("AUTH_ENABLED", Environment(environment).requires_auth),
+        bootstrap_admin_key=env.api_key("BOOTSTRAP_ADMIN_KEY"),
+        http_header_timeout_ms=env.integer("HTTP_HEADER_TIMEOUT_MS", DEFAULTS.http_header_timeout_ms, 100, 300_000),
+        http_max_buffer_bytes=env.integer("HTTP_MAX_BUFFER_BYTES", DEFAULTS.http_max_buffer_bytes, 8192, 16 << 20),
         data_dir=Path(env.text("DATA_DIR", str(DEFAULTS.data_dir))),
         log_level=env.choice("LOG_LEVEL", _LOG_LEVELS, DEFAULTS.log_level),
     )
     if settings.default_page_size > settings.max_page_size:
         raise ConfigurationError("DEFAULT_PAGE_SIZE", "must not exceed MAX_PAGE_SIZE")
+    if settings.environment.requires_auth and not settings.auth_enabled:
+        raise ConfigurationError("AUTH_ENABLED", f"authentication cannot be turned off when ENVIRONMENT={environment}")
     if not settings.environment.allows_embedded_engines:
         for name, value in (("MONGO_URI", settings.mongo_uri), ("REDIS_URI", settings.redis_uri)):
             if value is None:
@@ -152,4 +169,23 @@ class _Reader:
             raise ConfigurationError(name, f"scheme must be one of {', '.join(schemes)}")
         if parts.scheme != "unix" and not parts.netloc.rpartition("@")[2]:
             raise ConfigurationError(name, "the URI names no host")
+        return raw
+
+    def boolean(self, name: str, default: bool) -> bool:
+        raw = self._get(name)
+        if raw is None:
+            return default
+        if raw.lower() in ("1", "true", "yes", "on"):
+            return True
+        if raw.lower() in ("0", "false", "no", "off"):
+            return False
+        raise ConfigurationError(name, f"{raw!r} is not true or false")
+
+    def api_key(self, name: str) -> str | None:
+        raw = self._get(name)
+        if raw is not None and parse_key(raw) is None:
+            # The value is a secret: the message never repeats it.
+            raise ConfigurationError(
+                name, "is not a key in this server's format (make one with `telemetry-server keys generate`)"
+            )
         return raw

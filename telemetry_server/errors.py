@@ -56,6 +56,24 @@ class MalformedJSON(BadRequest):
     code, title = "malformed_json", "Malformed JSON"
 
 
+class AuthenticationRequired(AppError):
+    """No usable API key: missing, malformed, unknown and revoked keys all get this same answer."""
+
+    status, code, title = 401, "authentication_required", "Unauthorized"
+
+    def __init__(self) -> None:
+        super().__init__("send a valid API key as `Authorization: Bearer <key>` or `Authorization: Token <key>`")
+
+    def headers(self) -> list[tuple[bytes, bytes]]:
+        return [(b"www-authenticate", b'Bearer realm="telemetry-server"')]
+
+
+class Forbidden(AppError):
+    """A valid API key whose role is too small for the route."""
+
+    status, code, title = 403, "forbidden", "Forbidden"
+
+
 class NotFound(AppError):
     status, code, title = 404, "not_found", "Not Found"
 
@@ -98,6 +116,26 @@ class StorageUnavailable(AppError):
 
     def headers(self) -> list[tuple[bytes, bytes]]:
         return [(b"retry-after", str(self.retry_after_seconds).encode())]
+
+
+class PromptNotUnderstood(ValidationFailed):
+    """A prompt, or a part of it, matched no rule: the body names the part and shows prompts that work."""
+
+    code, title = "prompt_not_understood", "Prompt Not Understood"
+
+    def __init__(self, part: str, reason: str, examples: Sequence[str] = ()) -> None:
+        self.part = part
+        self.examples = list(examples)
+        super().__init__([FieldError("prompt", reason)], detail=f"not understood: {part!r} ({reason})")
+
+    def extra(self) -> dict[str, Any]:
+        return {**super().extra(), "not_understood": self.part, "examples": self.examples}
+
+
+class QueryTooLarge(AppError):
+    """A query would read or return more than the server holds in memory for one request."""
+
+    status, code, title = 422, "query_too_large", "Query Too Large"
 
 
 def _describe(error: FieldError) -> str:
