@@ -12,6 +12,7 @@ from collections.abc import Awaitable, Callable, Coroutine
 from dataclasses import dataclass
 from typing import Any, Protocol
 
+from telemetry_server.auth.guard import AccessGuard
 from telemetry_server.config import Settings
 from telemetry_server.errors import StorageUnavailable
 from telemetry_server.http.problems import problem_response
@@ -19,10 +20,13 @@ from telemetry_server.http.request import Request
 from telemetry_server.http.responses import send_response
 from telemetry_server.http.router import Router
 from telemetry_server.http.types import Receive, Scope, Send
-from telemetry_server.ports import MetricStore
+from telemetry_server.ports import KeyStore, MetricStore
 from telemetry_server.routes.health import HealthResource
+from telemetry_server.routes.keys import KeyResource
 from telemetry_server.routes.metrics import MetricResource
+from telemetry_server.routes.openapi import OpenApiResource
 from telemetry_server.routes.stats import StatsResource
+from telemetry_server.services.key_service import ApiKeyService
 from telemetry_server.services.local_cache import LocalCache
 from telemetry_server.services.query_cache import SharedCache, TwoLevelCache
 from telemetry_server.services.rate_limit import RateLimiter, TokenSource
@@ -49,6 +53,7 @@ class Backends:
     cache: SubscribableCache
     tokens: TokenSource
     board: StatsBoard | None = None
+    keys: KeyStore | None = None  # without one, /admin/keys is not served and auth cannot be on
 
 
 BackendsFactory = Callable[[Settings, Stats], Awaitable[Backends]]
@@ -57,17 +62,20 @@ BackendsFactory = Callable[[Settings, Stats], Awaitable[Backends]]
 async def open_backends(settings: Settings, stats: Stats) -> Backends:
     """The real adapters: one MongoDB and one Redis client (each with its pool) for this worker."""
     from telemetry_server.storage.mongo import MongoMetricStore, create_mongo_client
+    from telemetry_server.storage.mongo_keys import MongoKeyStore
     from telemetry_server.storage.redis_cache import RedisCache, create_redis_client
     from telemetry_server.storage.redis_rate_limit import RedisTokenSource
     from telemetry_server.storage.redis_stats import RedisStatsBoard
 
     namespace = f"ts:{settings.app_env}"
     redis = create_redis_client(settings)
+    mongo = create_mongo_client(settings, stats.pool_wait_ms.observe)
     return Backends(
-        store=MongoMetricStore(create_mongo_client(settings, stats.pool_wait_ms.observe), settings.database_name),
+        store=MongoMetricStore(mongo, settings.database_name),
         cache=RedisCache(redis, create_redis_client(settings, subscriber=True), namespace, settings.cache_ttl_seconds),
         tokens=RedisTokenSource(redis, namespace, settings.rate_limit_per_second, settings.rate_limit_burst),
         board=RedisStatsBoard(redis, namespace),
+        keys=MongoKeyStore(mongo, settings.database_name),
     )
 
 
@@ -101,6 +109,8 @@ def build_components(backends: Backends, settings: Settings, stats: Stats) -> Co
             *HealthResource(backends.store, cache).routes(),
             *MetricResource(metrics, limiter, settings).routes(),
             *StatsResource(stats_service).routes(),
+            *OpenApiResource().routes(),
+            *(KeyResource(ApiKeyService(backends.keys)).routes() if backends.keys is not None else []),
         ]
     )
     return Components(router, metrics, cache, limiter, stats_service)
@@ -115,6 +125,7 @@ class App:
         self._backends_factory = backends_factory
         self._backends: Backends | None = None
         self._components: Components | None = None
+        self._guard = AccessGuard(settings)
         self._tasks: list[asyncio.Task[None]] = []
         self._request_ids = itertools.count(1)
         self._id_prefix = f"{os.getpid():x}"
@@ -135,6 +146,7 @@ class App:
             if components is None:
                 raise StorageUnavailable("the server is starting")
             handler, route, request.params = components.router.resolve(request.method, request.path)
+            await self._guard.authorize(request, route)  # first: the rate limiter counts per key
             if route not in _UNLIMITED_ROUTES and components.limiter.enabled:
                 quota_headers = (await components.limiter.admit(request.client_id)).headers()
             response = await handler(request)
@@ -147,6 +159,7 @@ class App:
     async def startup(self) -> None:
         self._backends = backends = await self._backends_factory(self.settings, self.stats)
         self._components = components = build_components(backends, self.settings, self.stats)
+        self._guard.start(backends.keys, components.router.routes)
         cache = components.cache
         self._spawn(self._ensure_indexes(backends.store))
         self._spawn(backends.cache.listen(cache.on_remote_invalidation, cache.on_subscription))

@@ -1,8 +1,9 @@
-"""The command line: `telemetry-server serve` runs Granian; `telemetry-server services` runs local engines."""
+"""The command line: `serve` runs Granian; `services` runs local engines; `keys` manages API keys."""
 
 from __future__ import annotations
 
 import argparse
+import asyncio
 import contextlib
 import json
 import logging
@@ -14,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from telemetry_server import engines
+from telemetry_server.auth.keys import Role, generate_key
 from telemetry_server.config import Settings, load_settings, read_environment
 from telemetry_server.errors import ConfigurationError
 
@@ -33,6 +35,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         if args.command == "serve":
             return serve(replace(settings, **_overrides(args)), environ)
+        if args.command == "keys":
+            return keys(args, settings)
         return services(args.action, Path(args.state_dir or settings.data_dir / "services"), environ)
     except engines.EngineError as exc:
         print(f"telemetry-server: {exc}", file=sys.stderr)
@@ -43,6 +47,7 @@ def serve(settings: Settings, environ: dict[str, str]) -> int:
     """Run Granian with uvloop and N ASGI workers; start embedded engines for unset URIs in local/dev/test."""
     from granian import Granian
     from granian.constants import Interfaces, Loops
+    from granian.http import HTTP1Settings
 
     with contextlib.ExitStack() as stack:
         if settings.environment.allows_embedded_engines:
@@ -50,12 +55,13 @@ def serve(settings: Settings, environ: dict[str, str]) -> int:
             overrides = stack.enter_context(engines.embedded_engines(environ, data_dir))
             os.environ.update(overrides)  # the workers read their settings from this environment
         log.warning(
-            "telemetry-server %s on http://%s:%d with %d worker(s), database %s",
+            "telemetry-server %s on http://%s:%d with %d worker(s), database %s, authentication %s",
             settings.environment,
             settings.host,
             settings.port,
             settings.workers,
             settings.database_name,
+            "on" if settings.auth_enabled else "OFF (AUTH_ENABLED=false)",
         )
         Granian(
             "telemetry_server.asgi:create_app",
@@ -70,7 +76,52 @@ def serve(settings: Settings, environ: dict[str, str]) -> int:
             log_level=settings.log_level,  # type: ignore[arg-type]
             respawn_failed_workers=True,
             workers_kill_timeout=30,
+            # Slow or oversized request heads are cut off by the server before the app sees them.
+            http1_settings=HTTP1Settings(
+                header_read_timeout=settings.http_header_timeout_ms,
+                max_buffer_size=settings.http_max_buffer_bytes,
+            ),
         ).serve()
+    return 0
+
+
+def keys(args: argparse.Namespace, settings: Settings) -> int:
+    """`keys generate` prints a new key without storing it (for BOOTSTRAP_ADMIN_KEY); the others use MONGO_URI."""
+    if args.action == "generate":
+        print(generate_key()[0])
+        return 0
+    if settings.mongo_uri is None:
+        print("telemetry-server: keys needs MONGO_URI (see `telemetry-server services status`)", file=sys.stderr)
+        return 2
+    return asyncio.run(_keys(args.action, settings, Role(args.role), args.name, args.id))
+
+
+async def _keys(action: str, settings: Settings, role: Role, name: str, key_id: str | None) -> int:
+    from telemetry_server.errors import AppError
+    from telemetry_server.services.key_service import ApiKeyService
+    from telemetry_server.storage.mongo import create_mongo_client
+    from telemetry_server.storage.mongo_keys import MongoKeyStore
+
+    client = create_mongo_client(settings)
+    service = ApiKeyService(MongoKeyStore(client, settings.database_name))
+    try:
+        if action == "create":
+            key, text = await service.create(role, name)
+            print(f"created {key.role} key {key.key_id} ({key.name or 'no name'}); it is shown only this once:")
+            print(text)
+        elif action == "list":
+            for key in await service.list_keys():
+                state = f"revoked {key.to_json()['revoked_at']}" if key.revoked else "active"
+                print(f"{key.key_id}  {key.role:<5}  {state:<32}  {key.to_json()['created_at']}  {key.name}")
+        else:
+            assert key_id is not None
+            key = await service.revoke(key_id)
+            print(f"revoked key {key.key_id} at {key.to_json()['revoked_at']}")
+    except AppError as exc:
+        print(f"telemetry-server: {exc.detail}", file=sys.stderr)
+        return 1
+    finally:
+        await client.close()
     return 0
 
 
@@ -126,6 +177,16 @@ def _parser() -> argparse.ArgumentParser:
     serve_cmd.add_argument("--host", help="address to bind (default HOST, 127.0.0.1)")
     serve_cmd.add_argument("--port", type=int, help="port to bind (default PORT, 8080)")
     serve_cmd.add_argument("--workers", type=int, help="worker processes (default WORKERS, 1)")
+    keys_cmd = commands.add_parser("keys", help="API keys: create, list, revoke (in MONGO_URI), or generate one")
+    key_actions = keys_cmd.add_subparsers(dest="action", required=True)
+    create_cmd = key_actions.add_parser("create", help="store a new key and print it, this once")
+    create_cmd.add_argument("--role", required=True, choices=("read", "write", "admin"))
+    create_cmd.add_argument("--name", default="", help="what the key is for")
+    key_actions.add_parser("list", help="every key, revoked ones too (never the secrets)")
+    revoke_cmd = key_actions.add_parser("revoke", help="revoke a key: every worker refuses it within a second")
+    revoke_cmd.add_argument("id", help="the key's id (the hex part after tsk_)")
+    key_actions.add_parser("generate", help="print a new key without storing it, e.g. for BOOTSTRAP_ADMIN_KEY")
+    keys_cmd.set_defaults(role="read", name="", id=None)
     services_cmd = commands.add_parser("services", help="local MongoDB-wire and Redis engines, detached")
     services_cmd.add_argument("action", choices=("up", "down", "status"))
     services_cmd.add_argument("--state-dir", help="where pids, logs and data live (default DATA_DIR/services)")
