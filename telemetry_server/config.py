@@ -56,6 +56,14 @@ class Settings:
     http_max_buffer_bytes: int = 65_536
     data_dir: Path = Path(".data")
     log_level: str = "info"
+    l1_cache_ttl_ms: int = 5000
+    l1_cache_entries: int = 10_000
+    write_batch_delay_ms: int = 0
+    write_batch_max: int = 1000
+    write_batch_concurrency: int = 4
+    write_chunk_size: int = 1000
+    rate_limit_per_second: int = 20_000
+    rate_limit_burst: int = 40_000
 
     @property
     def database_name(self) -> str:
@@ -94,6 +102,14 @@ def load_settings(environ: Mapping[str, str]) -> Settings:
         http_max_buffer_bytes=env.integer("HTTP_MAX_BUFFER_BYTES", DEFAULTS.http_max_buffer_bytes, 8192, 16 << 20),
         data_dir=Path(env.text("DATA_DIR", str(DEFAULTS.data_dir))),
         log_level=env.choice("LOG_LEVEL", _LOG_LEVELS, DEFAULTS.log_level),
+        l1_cache_ttl_ms=env.integer("L1_CACHE_TTL_MS", DEFAULTS.l1_cache_ttl_ms, 0, 3_600_000),
+        l1_cache_entries=env.integer("L1_CACHE_ENTRIES", DEFAULTS.l1_cache_entries, 1, 10_000_000),
+        write_batch_delay_ms=env.integer("WRITE_BATCH_DELAY_MS", DEFAULTS.write_batch_delay_ms, 0, 1000),
+        write_batch_max=env.integer("WRITE_BATCH_MAX", DEFAULTS.write_batch_max, 1, 100_000),
+        write_batch_concurrency=env.integer("WRITE_BATCH_CONCURRENCY", DEFAULTS.write_batch_concurrency, 1, 64),
+        write_chunk_size=env.integer("WRITE_CHUNK_SIZE", DEFAULTS.write_chunk_size, 1, 100_000),
+        rate_limit_per_second=env.integer("RATE_LIMIT_PER_SECOND", DEFAULTS.rate_limit_per_second, 0, 10**9),
+        rate_limit_burst=env.integer("RATE_LIMIT_BURST", DEFAULTS.rate_limit_burst, 1, 10**9),
     )
     if settings.default_page_size > settings.max_page_size:
         raise ConfigurationError("DEFAULT_PAGE_SIZE", "must not exceed MAX_PAGE_SIZE")

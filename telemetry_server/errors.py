@@ -108,6 +108,18 @@ class ValidationFailed(AppError):
         return {"errors": [e.to_dict() for e in self.errors]}
 
 
+class RateLimited(AppError):
+    status, code, title = 429, "rate_limited", "Too Many Requests"
+
+    def __init__(self, retry_after_seconds: int, quota_headers: list[tuple[bytes, bytes]]) -> None:
+        super().__init__(f"rate limit exceeded; retry in {retry_after_seconds} s")
+        self.retry_after_seconds = retry_after_seconds
+        self._quota_headers = quota_headers
+
+    def headers(self) -> list[tuple[bytes, bytes]]:
+        return [(b"retry-after", str(self.retry_after_seconds).encode()), *self._quota_headers]
+
+
 class StorageUnavailable(AppError):
     """A database could not be reached in time: the client should retry."""
 
