@@ -20,15 +20,17 @@ from telemetry_server.http.request import Request
 from telemetry_server.http.responses import send_response
 from telemetry_server.http.router import Router
 from telemetry_server.http.types import Receive, Scope, Send
-from telemetry_server.ports import KeyStore, MetricStore
+from telemetry_server.ports import AggregationStore, KeyStore, MetricStore
 from telemetry_server.routes.health import HealthResource
 from telemetry_server.routes.keys import KeyResource
 from telemetry_server.routes.metrics import MetricResource
 from telemetry_server.routes.openapi import OpenApiResource
+from telemetry_server.routes.query import QueryResource
 from telemetry_server.routes.stats import StatsResource
 from telemetry_server.services.key_service import ApiKeyService
 from telemetry_server.services.local_cache import LocalCache
 from telemetry_server.services.query_cache import SharedCache, TwoLevelCache
+from telemetry_server.services.query_service import QueryService, load_prompt_plugin
 from telemetry_server.services.rate_limit import RateLimiter, TokenSource
 from telemetry_server.services.stats import Stats
 from telemetry_server.services.stats_service import StatsBoard, StatsService
@@ -54,6 +56,7 @@ class Backends:
     tokens: TokenSource
     board: StatsBoard | None = None
     keys: KeyStore | None = None  # without one, /admin/keys is not served and auth cannot be on
+    aggregations: AggregationStore | None = None  # without one, /metrics/aggregate and /query are not served
 
 
 BackendsFactory = Callable[[Settings, Stats], Awaitable[Backends]]
@@ -62,6 +65,7 @@ BackendsFactory = Callable[[Settings, Stats], Awaitable[Backends]]
 async def open_backends(settings: Settings, stats: Stats) -> Backends:
     """The real adapters: one MongoDB and one Redis client (each with its pool) for this worker."""
     from telemetry_server.storage.mongo import MongoMetricStore, create_mongo_client
+    from telemetry_server.storage.mongo_aggregation import MongoAggregationStore
     from telemetry_server.storage.mongo_keys import MongoKeyStore
     from telemetry_server.storage.redis_cache import RedisCache, create_redis_client
     from telemetry_server.storage.redis_rate_limit import RedisTokenSource
@@ -76,6 +80,7 @@ async def open_backends(settings: Settings, stats: Stats) -> Backends:
         tokens=RedisTokenSource(redis, namespace, settings.rate_limit_per_second, settings.rate_limit_burst),
         board=RedisStatsBoard(redis, namespace),
         keys=MongoKeyStore(mongo, settings.database_name),
+        aggregations=MongoAggregationStore(mongo, settings.database_name),
     )
 
 
@@ -104,6 +109,12 @@ def build_components(backends: Backends, settings: Settings, stats: Stats) -> Co
         backends.tokens, settings.rate_limit_per_second, settings.rate_limit_burst, on_limited=stats.count_limited
     )
     stats_service = StatsService(stats, backends.board)
+    queries = None
+    if backends.aggregations is not None:
+        plugin = load_prompt_plugin(settings.query_parser)
+        queries = QueryService(
+            backends.aggregations, backends.store, cache, plugin=plugin, max_limit=settings.max_page_size
+        )
     router = Router(
         [
             *HealthResource(backends.store, cache).routes(),
@@ -111,6 +122,7 @@ def build_components(backends: Backends, settings: Settings, stats: Stats) -> Co
             *StatsResource(stats_service).routes(),
             *OpenApiResource().routes(),
             *(KeyResource(ApiKeyService(backends.keys)).routes() if backends.keys is not None else []),
+            *(QueryResource(queries).routes() if queries is not None else []),
         ]
     )
     return Components(router, metrics, cache, limiter, stats_service)

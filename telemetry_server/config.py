@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from enum import StrEnum
@@ -64,6 +65,7 @@ class Settings:
     write_chunk_size: int = 1000
     rate_limit_per_second: int = 20_000
     rate_limit_burst: int = 40_000
+    query_parser: str | None = None
 
     @property
     def database_name(self) -> str:
@@ -72,6 +74,7 @@ class Settings:
 
 DEFAULTS = Settings()
 _LOG_LEVELS = ("critical", "error", "warning", "info", "debug")
+_PLUGIN = re.compile(r"^[A-Za-z_][\w]*(\.[A-Za-z_]\w*)*:[A-Za-z_]\w*$")
 
 
 def load_settings(environ: Mapping[str, str]) -> Settings:
@@ -110,6 +113,7 @@ def load_settings(environ: Mapping[str, str]) -> Settings:
         write_chunk_size=env.integer("WRITE_CHUNK_SIZE", DEFAULTS.write_chunk_size, 1, 100_000),
         rate_limit_per_second=env.integer("RATE_LIMIT_PER_SECOND", DEFAULTS.rate_limit_per_second, 0, 10**9),
         rate_limit_burst=env.integer("RATE_LIMIT_BURST", DEFAULTS.rate_limit_burst, 1, 10**9),
+        query_parser=env.plugin("QUERY_PARSER"),
     )
     if settings.default_page_size > settings.max_page_size:
         raise ConfigurationError("DEFAULT_PAGE_SIZE", "must not exceed MAX_PAGE_SIZE")
@@ -172,6 +176,13 @@ class _Reader:
         if not low <= value <= high:
             raise ConfigurationError(name, f"{value} is outside {low}..{high}")
         return value
+
+    def plugin(self, name: str) -> str | None:
+        """`package.module:callable`, imported at startup (never fetched); None when unset."""
+        raw = self._get(name)
+        if raw is not None and not _PLUGIN.match(raw):
+            raise ConfigurationError(name, f"{raw[:100]!r} must be module:callable, e.g. mypackage.prompts:parse")
+        return raw
 
     def uri(self, name: str, schemes: tuple[str, ...]) -> str | None:
         raw = self._get(name)

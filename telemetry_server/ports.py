@@ -8,8 +8,10 @@ from datetime import datetime
 from typing import Protocol
 
 from telemetry_server.auth.keys import ApiKey
+from telemetry_server.models.aggregation import AggregateQuery
 from telemetry_server.models.metric import Metric, MetricInput
 from telemetry_server.models.metric_query import MetricQuery
+from telemetry_server.models.rollup import Point, Row
 
 
 @dataclass(frozen=True, slots=True)
@@ -55,3 +57,18 @@ class KeyStore(Protocol):
     async def get(self, key_id: str) -> ApiKey | None: ...
     async def all_keys(self) -> list[ApiKey]: ...
     async def revoke(self, key_id: str, at: datetime) -> ApiKey | None: ...
+
+
+class OperatorUnsupported(Exception):
+    """The engine refused a pipeline for lacking these operators: the executor computes it another way."""
+
+    def __init__(self, operators: frozenset[str], message: str) -> None:
+        super().__init__(message)
+        self.operators = operators
+
+
+class AggregationStore(Protocol):
+    def operators(self, query: AggregateQuery) -> frozenset[str]: ...
+    async def aggregate(self, query: AggregateQuery, max_rows: int) -> list[Row]: ...
+    async def points(self, query: AggregateQuery, max_points: int) -> list[Point]: ...
+    async def metric_names(self) -> list[str]: ...

@@ -1,0 +1,235 @@
+"""QueryService: the one executor behind `GET /metrics/aggregate` and `GET /query?prompt=`.
+
+A query runs as a server-side pipeline; when the engine lacks an operator it needs (`$percentile` before
+MongoDB 7, `$dateTrunc` on FerretDB), the matching points are fetched (at most `max_points`) and the same
+result is computed in Python. An engine's refusal is remembered for the life of the worker, so the
+pipeline is not retried on every request. Results are cached under the query's normal form.
+"""
+
+from __future__ import annotations
+
+import importlib
+import inspect
+import logging
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, replace
+from datetime import datetime
+from typing import Any
+from urllib.parse import parse_qsl, urlsplit
+
+import orjson
+
+from telemetry_server.errors import ConfigurationError, PromptNotUnderstood, QueryTooLarge, ValidationFailed
+from telemetry_server.models.aggregation import AGGREGATE_PATH, AggregateQuery, parse_aggregate_query
+from telemetry_server.models.metric_query import MetricQuery, parse_metric_query
+from telemetry_server.models.prompt import ParsedPrompt, PromptContext, parse_prompt
+from telemetry_server.models.rollup import Row, rollup
+from telemetry_server.ports import AggregationStore, MetricStore, OperatorUnsupported, QueryCache
+from telemetry_server.services.telemetry_service import utc_now
+
+log = logging.getLogger("telemetry_server.query")
+
+MAX_FALLBACK_POINTS = 200_000  # ~40 MB of points at worst: the most one request may hold in memory
+MAX_ROWS = 10_000
+NAMES_TTL_SECONDS = 5.0
+
+
+@dataclass(frozen=True, slots=True)
+class PromptRequest:
+    """What a QUERY_PARSER plugin is given: the prompt, its context, and what the rules made of it."""
+
+    prompt: str
+    context: PromptContext
+    rules: ParsedPrompt | None
+    rules_error: PromptNotUnderstood | None
+
+
+PluginResult = ParsedPrompt | str | None
+PromptPlugin = Callable[[PromptRequest], PluginResult | Awaitable[PluginResult]]
+
+
+def load_prompt_plugin(spec: str | None) -> PromptPlugin | None:
+    """`module:callable` → the callable; imported once at startup, never fetched from anywhere."""
+    if spec is None:
+        return None
+    module_name, _, attribute = spec.partition(":")
+    try:
+        plugin = getattr(importlib.import_module(module_name), attribute)
+    except (ImportError, AttributeError) as exc:
+        raise ConfigurationError("QUERY_PARSER", f"cannot load {spec!r}: {exc}") from None
+    if not callable(plugin):
+        raise ConfigurationError("QUERY_PARSER", f"{spec!r} is not callable")
+    loaded: PromptPlugin = plugin
+    return loaded
+
+
+class QueryService:
+    def __init__(
+        self,
+        aggregations: AggregationStore,
+        metrics: MetricStore,
+        cache: QueryCache,
+        *,
+        clock: Callable[[], datetime] = utc_now,
+        plugin: PromptPlugin | None = None,
+        max_points: int = MAX_FALLBACK_POINTS,
+        max_limit: int = 1000,
+    ) -> None:
+        self._aggregations = aggregations
+        self._metrics = metrics
+        self._cache = cache
+        self.clock = clock
+        self._plugin = plugin
+        self._max_points = max_points
+        self._max_limit = max_limit
+        self._unsupported: set[str] = set()
+        self._names: tuple[str, ...] = ()
+        self._names_at = -NAMES_TTL_SECONDS
+
+    async def aggregate(self, query: AggregateQuery) -> dict[str, Any]:
+        """`{query, rows, took_ms, cached, stats}`."""
+        started = time.perf_counter()
+        result, cached = await self._run(query)
+        return {"query": query.to_json(), **result, "took_ms": _elapsed(started), "cached": cached}
+
+    async def ask(self, prompt: str, tz: str) -> dict[str, Any]:
+        """`{prompt, interpretation, equivalent, results, took_ms, cached, stats}`."""
+        started = time.perf_counter()
+        parsed = await self._parse(prompt, tz)
+        if isinstance(parsed.query, MetricQuery):
+            result, cached = await self._list(parsed.query)
+        else:
+            result, cached = await self._run(parsed.query)
+        return {
+            "prompt": prompt,
+            "interpretation": parsed.interpretation(tz),
+            "equivalent": parsed.equivalent(),
+            "results": result["rows"],
+            "took_ms": _elapsed(started),
+            "cached": cached,
+            "stats": result["stats"],
+        }
+
+    async def _run(self, query: AggregateQuery) -> tuple[dict[str, Any], bool]:
+        key = query.cache_key()
+        lookup = await self._cache.lookup(query.name, key)
+        if lookup.value is not None:
+            return orjson.loads(lookup.value), True
+        rows, stats = await self._execute(query)
+        if not rows and query.bucket is None and query.group_by is None:
+            rows = [Row(0 if query.fn.value == "count" else None, 0)]
+        result = {"rows": [row.to_json() for row in rows], "stats": stats}
+        await self._cache.store(key, lookup, orjson.dumps(result))
+        return result, False
+
+    async def _execute(self, query: AggregateQuery) -> tuple[list[Row], dict[str, Any]]:
+        needed = self._aggregations.operators(query)
+        missing = needed & self._unsupported
+        if not missing:
+            try:
+                rows = await self._aggregations.aggregate(query, MAX_ROWS)
+            except OperatorUnsupported as exc:
+                log.info("engine lacks %s (%s): computing such queries in Python", sorted(exc.operators), exc)
+                self._unsupported |= exc.operators
+                missing = exc.operators
+            else:
+                _check_rows(rows)
+                return rows, {"path": "server", "operators": dict.fromkeys(sorted(needed), "server")}
+        points = await self._aggregations.points(query, self._max_points)
+        if len(points) > self._max_points:
+            raise QueryTooLarge(
+                f"the engine lacks {', '.join(sorted(missing))}, and computing without it would read more than "
+                f"{self._max_points} points: narrow the time window, or filter by name or tag"
+            )
+        rows = rollup(points, query)
+        _check_rows(rows)
+        stats = {
+            "path": "fallback",
+            "operators": dict.fromkeys(sorted(needed), "fallback"),
+            "unsupported": sorted(missing),
+            "points": len(points),
+        }
+        return rows, stats
+
+    async def _list(self, query: MetricQuery) -> tuple[dict[str, Any], bool]:
+        key = "prompt-listing|" + query.cache_key()
+        lookup = await self._cache.lookup(query.name, key)
+        if lookup.value is not None:
+            return orjson.loads(lookup.value), True
+        metrics = await self._metrics.find(query)
+        result = {"rows": [m.to_json() for m in metrics], "stats": {"path": "server", "operators": {"find": "server"}}}
+        await self._cache.store(key, lookup, orjson.dumps(result))
+        return result, False
+
+    async def _parse(self, prompt: str, tz: str) -> ParsedPrompt:
+        fresh = time.monotonic() - self._names_at < NAMES_TTL_SECONDS
+        try:
+            return await self._parse_with(prompt, tz, await self._known_names())
+        except PromptNotUnderstood:
+            if not fresh:
+                raise
+        # The names may have been cached before the metric the prompt names was first written.
+        self._names_at = -NAMES_TTL_SECONDS
+        return await self._parse_with(prompt, tz, await self._known_names())
+
+    async def _known_names(self) -> tuple[str, ...]:
+        if time.monotonic() - self._names_at >= NAMES_TTL_SECONDS:
+            self._names = tuple(sorted(await self._aggregations.metric_names()))
+            self._names_at = time.monotonic()
+        return self._names
+
+    async def _parse_with(self, prompt: str, tz: str, names: tuple[str, ...]) -> ParsedPrompt:
+        context = PromptContext(self.clock(), tz, names, self._max_limit)
+        rules: ParsedPrompt | None = None
+        error: PromptNotUnderstood | None = None
+        try:
+            rules = parse_prompt(prompt, context)
+        except PromptNotUnderstood as exc:
+            error = exc
+        if self._plugin is not None:
+            chosen = await self._ask_plugin(PromptRequest(prompt, context, rules, error))
+            if chosen is not None:
+                return chosen
+        if rules is None:
+            assert error is not None
+            raise error
+        return rules
+
+    async def _ask_plugin(self, request: PromptRequest) -> ParsedPrompt | None:
+        """The plugin's reading, or None to keep the rules' (also when the plugin fails: logged, not fatal)."""
+        assert self._plugin is not None
+        try:
+            answer = self._plugin(request)
+            if inspect.isawaitable(answer):
+                answer = await answer
+            if isinstance(answer, str):
+                return _from_url(answer, request.context)
+            if answer is None or isinstance(answer, ParsedPrompt):
+                return answer if answer is None else replace(answer, parser="plugin")
+            log.warning("QUERY_PARSER returned %s; using the rules", type(answer).__name__)
+        except ValidationFailed as exc:
+            log.warning("QUERY_PARSER gave an invalid query (%s); using the rules", exc.detail)
+        except Exception:
+            log.exception("QUERY_PARSER failed; using the rules")
+        return None
+
+
+def _from_url(url: str, context: PromptContext) -> ParsedPrompt:
+    """A plugin may answer with the equivalent URL: `/metrics/aggregate?...` or `/metrics?...`."""
+    parts = urlsplit(url)
+    params = parse_qsl(parts.query, keep_blank_values=True)
+    if parts.path == AGGREGATE_PATH:
+        return ParsedPrompt(parse_aggregate_query(params, context.now), parser="plugin")
+    if parts.path == "/metrics":
+        return ParsedPrompt(parse_metric_query(params, 10, context.max_limit), parser="plugin")
+    raise ValidationFailed([], detail=f"not a query URL: {url[:100]!r}")
+
+
+def _check_rows(rows: list[Row]) -> None:
+    if len(rows) > MAX_ROWS:
+        raise QueryTooLarge(f"more than {MAX_ROWS} rows: use a larger bucket, a narrower window, or top")
+
+
+def _elapsed(started: float) -> float:
+    return round((time.perf_counter() - started) * 1000, 3)
