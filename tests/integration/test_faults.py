@@ -86,9 +86,10 @@ def test_redis_and_mongo_restarts_under_load(
     server_factory: Callable[..., ServerProcess],
     redis_factory: Callable[[], engines.Engine],
     private_mongo: tuple[int, Path, Callable[[], engines.Engine]],
+    work_dir: Path,
     metric_name: str,
 ) -> None:
-    port, _, start_mongo = private_mongo
+    _, _, start_mongo = private_mongo
     mongo = start_mongo()
     redis = redis_factory()
     redis_port = int(redis.uri.rsplit(":", 1)[1])
@@ -102,13 +103,8 @@ def test_redis_and_mongo_restarts_under_load(
             time.sleep(1)
             engines.stop_pid(redis.pid)
             time.sleep(1.5)
-            folder = Path(redis.program).parent  # restart Redis on the same port
-            redis = engines.start(
-                "redis",
-                engines.redis_command(redis_port, folder if folder.is_dir() else Path("/tmp")),
-                redis_port,
-                Path(f"/tmp/redis-{redis_port}.log"),
-            )
+            folder = work_dir / f"redis-{redis_port}"  # where redis_factory started it: same port, same folder
+            redis = engines.start("redis", engines.redis_command(redis_port, folder), redis_port, folder / "log")
             assert wait_until(ready("redis"), 20), "the server did not see Redis come back"
             time.sleep(0.5)
             engines.stop_pid(mongo.pid)
