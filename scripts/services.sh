@@ -28,12 +28,15 @@ if [ "$mode" = docker ]; then
 fi
 
 scripts/bootstrap.sh
-if [ "$action" = up ] && [ -z "${MONGO_ENGINE_CMD:-}" ] && [ -x scripts/engine.sh ]; then
-  if MONGO_ENGINE_CMD=$(scripts/engine.sh command 2>/dev/null); then
+if [ "$action" = up ] && [ -z "${MONGO_ENGINE_CMD:-}" ]; then
+  # The fast engine when it is built or can be built here (SERVICES_FAST_ENGINE=0 skips it), else SecantusDB's
+  # Python server; the line below says which one runs.
+  if [ "${SERVICES_FAST_ENGINE:-1}" != 0 ] && scripts/engine.sh build >/dev/null 2>"${TMPDIR:-/tmp}/engine-build.log"; then
+    export MONGO_ENGINE_CMD="$PWD/scripts/engine.sh start {port} {data}"
     echo "services: MongoDB-wire engine: $(scripts/engine.sh name)" >&2
-    export MONGO_ENGINE_CMD
   else
-    echo "services: MongoDB-wire engine: secantusd-py (the fast engine could not be built here)" >&2
+    echo "services: MongoDB-wire engine: secantusd-py (fallback; the fast engine did not build:" \
+      "$(tail -n 1 "${TMPDIR:-/tmp}/engine-build.log" 2>/dev/null))" >&2
   fi
 fi
 exec .venv/bin/telemetry-server services "$action" --state-dir "${SERVICES_STATE_DIR:-.data/services}"

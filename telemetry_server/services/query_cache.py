@@ -4,21 +4,10 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import replace
-from typing import Protocol
 
-from telemetry_server.ports import Lookup
+from telemetry_server.ports import Lookup, QueryCache
 from telemetry_server.services.local_cache import LocalCache
 from telemetry_server.services.stats import Stats
-
-
-class SharedCache(Protocol):
-    @property
-    def available(self) -> bool: ...
-    async def lookup(self, name: str | None, query_key: str) -> Lookup: ...
-    async def store(self, query_key: str, lookup: Lookup, value: bytes) -> None: ...
-    async def invalidate(self, names: Sequence[str]) -> None: ...
-    async def ping(self) -> bool: ...
-    async def aclose(self) -> None: ...
 
 
 class TwoLevelCache:
@@ -28,7 +17,7 @@ class TwoLevelCache:
     until the worker is subscribed again, so a missed invalidation never leaves a stale entry behind.
     """
 
-    def __init__(self, local: LocalCache, shared: SharedCache, stats: Stats) -> None:
+    def __init__(self, local: LocalCache, shared: QueryCache, stats: Stats) -> None:
         self._local = local
         self._shared = shared
         self._stats = stats

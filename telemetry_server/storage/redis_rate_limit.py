@@ -34,7 +34,9 @@ class RedisTokenSource:
 
     async def take(self, client: str, want: int) -> tuple[int, int]:
         try:
-            granted, left = await self._script(keys=[f"{self._namespace}:rl:{client}"], args=[self._rate, self._burst, want])
+            granted, left = await self._script(
+                keys=[f"{self._namespace}:rl:{client}"], args=[self._rate, self._burst, want]
+            )
         except RedisError as exc:
             raise StorageUnavailable(f"Redis is unreachable ({exc})") from exc
         return int(granted), int(left)
