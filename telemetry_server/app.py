@@ -20,7 +20,7 @@ from telemetry_server.http.request import Request
 from telemetry_server.http.responses import send_response
 from telemetry_server.http.router import Router
 from telemetry_server.http.types import Receive, Scope, Send
-from telemetry_server.ports import AggregationStore, KeyStore, MetricStore
+from telemetry_server.ports import AggregationStore, KeyStore, MetricStore, QueryCache
 from telemetry_server.routes.health import HealthResource
 from telemetry_server.routes.keys import KeyResource
 from telemetry_server.routes.metrics import MetricResource
@@ -29,7 +29,7 @@ from telemetry_server.routes.query import QueryResource
 from telemetry_server.routes.stats import StatsResource
 from telemetry_server.services.key_service import ApiKeyService
 from telemetry_server.services.local_cache import LocalCache
-from telemetry_server.services.query_cache import SharedCache, TwoLevelCache
+from telemetry_server.services.query_cache import TwoLevelCache
 from telemetry_server.services.query_service import QueryService, load_prompt_plugin
 from telemetry_server.services.rate_limit import RateLimiter, TokenSource
 from telemetry_server.services.stats import Stats
@@ -43,7 +43,7 @@ _INDEX_RETRY_SECONDS = 2.0
 _UNLIMITED_ROUTES = frozenset({"healthz", "readyz", "internal_metrics"})
 
 
-class SubscribableCache(SharedCache, Protocol):
+class SubscribableCache(QueryCache, Protocol):
     async def listen(self, on_names: Callable[[list[str]], None], on_state: Callable[[bool], None]) -> None: ...
 
 
