@@ -5,8 +5,11 @@ from __future__ import annotations
 from typing import Any
 
 from telemetry_server.auth.keys import MAX_KEY_NAME_LENGTH
-from telemetry_server.auth.policy import ROUTE_ROLES
+from telemetry_server.auth.policy import required_role
+from telemetry_server.models.aggregation import AGGREGATE_PATH, AggregateFn
 from telemetry_server.models.metric import MAX_NAME_LENGTH, MAX_TAG_LENGTH, MAX_TAGS
+from telemetry_server.models.prompt_words import MAX_PROMPT_LENGTH
+from telemetry_server.models.value_range import VALUE_PARAMS
 
 Schema = dict[str, Any]
 
@@ -35,6 +38,7 @@ def _ref(name: str) -> Schema:
 
 
 def _operation(
+    where: tuple[str, str],
     name: str,
     summary: str,
     responses: dict[int, tuple[str, Schema | None]],
@@ -44,7 +48,7 @@ def _operation(
     body: Schema | None = None,
 ) -> Schema:
     """One operation; the route name is its operationId, and the role it needs decides its security."""
-    role = ROUTE_ROLES.get(name)
+    role = required_role(name, where[0], [where[1].upper()])
     operation: Schema = {"operationId": name, "summary": summary}
     if parameters:
         operation["parameters"] = parameters
@@ -93,6 +97,29 @@ _METRIC_QUERY: list[Schema] = [
         "description": 'A JSON object: {"name": ..., "tags": [...], "from": ..., "to": ...}.',
         "schema": {"type": "string"},
     },
+]
+
+_METRIC_QUERY += [{"name": p, "in": "query", "schema": {"type": "number"}} for p in VALUE_PARAMS]
+
+
+def _text(name: str, description: str) -> Schema:
+    return {"name": name, "in": "query", "description": description, "schema": {"type": "string"}}
+
+
+_AGGREGATE_QUERY: list[Schema] = [
+    {"name": "fn", "in": "query", "schema": {"type": "string", "enum": [fn.value for fn in AggregateFn]}},
+    _METRIC_QUERY[0],
+    _text("name_prefix", "Every metric whose name starts with this."),
+    _METRIC_QUERY[1],
+    _METRIC_QUERY[2],
+    _METRIC_QUERY[3],
+    _text("range", "A window ending now, e.g. 1h, 7d."),
+    _text("bucket", "Group into time buckets of this width, e.g. 5m."),
+    _text("group_by", "`name` or a tag key."),
+    {"name": "top", "in": "query", "schema": {"type": "integer", "minimum": 1}},
+    _text("order", "asc or desc."),
+    _text("tz", "An IANA time zone for calendar buckets (default UTC)."),
+    *_METRIC_QUERY[-len(VALUE_PARAMS) :],
 ]
 
 _SCHEMAS: Schema = {
@@ -202,6 +229,7 @@ def build_spec() -> Schema:
     paths: Schema = {
         "/healthz": {
             "get": _operation(
+                ("/healthz", "get"),
                 "healthz",
                 "Liveness: the process answers.",
                 {200: ("Alive.", _json({"type": "object", "properties": {"status": {"const": "ok"}}}))},
@@ -210,6 +238,7 @@ def build_spec() -> Schema:
         },
         "/readyz": {
             "get": _operation(
+                ("/readyz", "get"),
                 "readyz",
                 "Readiness: MongoDB answers (Redis is reported, not required).",
                 {
@@ -220,10 +249,17 @@ def build_spec() -> Schema:
             )
         },
         "/openapi.json": {
-            "get": _operation("openapi", "This document.", {200: ("OpenAPI 3.1.", _json({"type": "object"}))}, ())
+            "get": _operation(
+                ("/openapi.json", "get"),
+                "openapi",
+                "This document.",
+                {200: ("OpenAPI 3.1.", _json({"type": "object"}))},
+                (),
+            )
         },
         "/metrics": {
             "get": _operation(
+                ("/metrics", "get"),
                 "list_metrics",
                 "List metrics, newest first, a page at a time.",
                 {200: ("A page of metrics.", _json(_ref("MetricPage")))},
@@ -231,6 +267,7 @@ def build_spec() -> Schema:
                 parameters=_METRIC_QUERY,
             ),
             "post": _operation(
+                ("/metrics", "post"),
                 "create_metrics",
                 "Store one metric, or a batch (up to MAX_BATCH_SIZE) all or nothing.",
                 {201: ("Stored.", _json({"oneOf": [_ref("Metric"), _ref("BatchCreated")]}))},
@@ -243,8 +280,38 @@ def build_spec() -> Schema:
                 },
             ),
         },
+        AGGREGATE_PATH: {
+            "get": _operation(
+                (AGGREGATE_PATH, "get"),
+                "aggregate_metrics",
+                "Aggregate metrics (count, sum, avg, min, max, percentiles), optionally by bucket or group.",
+                {200: ("The aggregate.", _json({"type": "object"}))},
+                _READ_ERRORS,
+                parameters=_AGGREGATE_QUERY,
+            )
+        },
+        "/query": {
+            "get": _operation(
+                ("/query", "get"),
+                "query_prompt",
+                "Ask in words, e.g. `average cpu.load over the last hour by host`.",
+                {200: ("The answer, with the structured query it was read as.", _json({"type": "object"}))},
+                _READ_ERRORS,
+                parameters=[
+                    {
+                        "name": "prompt",
+                        "in": "query",
+                        "required": True,
+                        "description": f"At most {MAX_PROMPT_LENGTH} characters.",
+                        "schema": {"type": "string"},
+                    },
+                    _text("tz", "An IANA time zone (default UTC)."),
+                ],
+            )
+        },
         "/metrics/{id}": {
             "get": _operation(
+                ("/metrics/{id}", "get"),
                 "get_metric",
                 "Read one metric.",
                 {200: ("The metric.", _json(_ref("Metric")))},
@@ -252,6 +319,7 @@ def build_spec() -> Schema:
                 parameters=[_ID],
             ),
             "put": _operation(
+                ("/metrics/{id}", "put"),
                 "replace_metric",
                 "Replace one metric (the body may repeat the id).",
                 {200: ("The metric as stored.", _json(_ref("Metric")))},
@@ -260,6 +328,7 @@ def build_spec() -> Schema:
                 body=_ref("MetricInput"),
             ),
             "delete": _operation(
+                ("/metrics/{id}", "delete"),
                 "delete_metric",
                 "Delete one metric.",
                 {204: ("Deleted.", None)},
@@ -269,6 +338,7 @@ def build_spec() -> Schema:
         },
         "/stats": {
             "get": _operation(
+                ("/stats", "get"),
                 "stats",
                 "Server statistics across all workers.",
                 {200: ("Statistics.", _json({"type": "object"}))},
@@ -277,6 +347,7 @@ def build_spec() -> Schema:
         },
         "/internal/metrics": {
             "get": _operation(
+                ("/internal/metrics", "get"),
                 "internal_metrics",
                 "Server statistics in the Prometheus text format.",
                 {200: ("Prometheus exposition.", {"text/plain": {"schema": {"type": "string"}}})},
@@ -285,6 +356,7 @@ def build_spec() -> Schema:
         },
         "/admin/keys": {
             "post": _operation(
+                ("/admin/keys", "post"),
                 "create_key",
                 "Create an API key; the key is in this answer only.",
                 {201: ("Created.", _json(_ref("CreatedKey")))},
@@ -292,6 +364,7 @@ def build_spec() -> Schema:
                 body=_ref("KeyRequest"),
             ),
             "get": _operation(
+                ("/admin/keys", "get"),
                 "list_keys",
                 "List API keys (never their secrets).",
                 {
@@ -305,6 +378,7 @@ def build_spec() -> Schema:
         },
         "/admin/keys/{id}": {
             "delete": _operation(
+                ("/admin/keys/{id}", "delete"),
                 "revoke_key",
                 "Revoke an API key; every worker refuses it within a second.",
                 {200: ("The revoked key.", _json(_ref("ApiKey")))},

@@ -18,7 +18,10 @@ ROUTE_ROLES: Mapping[str, Role | None] = {
     "create_metrics": Role.WRITE,
     "replace_metric": Role.WRITE,
     "delete_metric": Role.WRITE,
-    "query": Role.READ,  # a POST, but it only reads
+    "query_prompt": Role.READ,
+    "aggregate_metrics": Role.READ,
+    "stats": Role.READ,
+    "internal_metrics": Role.READ,  # Prometheus sends the key with `authorization: {credentials: ...}`
     "create_key": Role.ADMIN,
     "list_keys": Role.ADMIN,
     "revoke_key": Role.ADMIN,
@@ -28,13 +31,14 @@ _READ_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 
 def required_roles(routes: Iterable[Route]) -> dict[str, Role | None]:
     """The role each route (by the name the router resolves it to) needs."""
-    roles: dict[str, Role | None] = {}
-    for route in routes:
-        name = route.name or route.path
-        if name in ROUTE_ROLES:
-            roles[name] = ROUTE_ROLES[name]
-        elif route.path == "/admin" or route.path.startswith("/admin/"):
-            roles[name] = Role.ADMIN
-        else:
-            roles[name] = Role.READ if _READ_METHODS.issuperset(route.methods) else Role.WRITE
-    return roles
+    return {
+        route.name or route.path: required_role(route.name or route.path, route.path, route.methods) for route in routes
+    }
+
+
+def required_role(name: str, path: str, methods: Iterable[str]) -> Role | None:
+    if name in ROUTE_ROLES:
+        return ROUTE_ROLES[name]
+    if path == "/admin" or path.startswith("/admin/"):
+        return Role.ADMIN
+    return Role.READ if _READ_METHODS.issuperset(methods) else Role.WRITE
