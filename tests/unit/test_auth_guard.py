@@ -1,0 +1,205 @@
+"""AccessGuard on an in-memory key store: 401 vs 403, the short key cache, bootstrap, and auth off."""
+
+from __future__ import annotations
+
+import asyncio
+from dataclasses import replace
+from datetime import UTC, datetime
+
+import pytest
+
+from telemetry_server.auth.guard import KEY_ID_SCOPE, AccessGuard
+from telemetry_server.auth.keys import ApiKey, Role, generate_key
+from telemetry_server.config import Settings
+from telemetry_server.errors import AuthenticationRequired, ConfigurationError, Forbidden, NotFound
+from telemetry_server.http.request import Request
+from telemetry_server.http.responses import Response
+from telemetry_server.http.router import Route
+from telemetry_server.http.types import Message
+from telemetry_server.services.key_service import ApiKeyService
+
+NOW = datetime(2026, 11, 27, tzinfo=UTC)
+
+
+class InMemoryKeyStore:
+    """A KeyStore over a dict, counting reads."""
+
+    def __init__(self) -> None:
+        self.keys: dict[str, ApiKey] = {}
+        self.reads = 0
+
+    async def add_if_absent(self, key: ApiKey) -> bool:
+        if key.key_id in self.keys:
+            return False
+        self.keys[key.key_id] = key
+        return True
+
+    async def get(self, key_id: str) -> ApiKey | None:
+        self.reads += 1
+        return self.keys.get(key_id)
+
+    async def all_keys(self) -> list[ApiKey]:
+        return list(self.keys.values())
+
+    async def revoke(self, key_id: str, at: datetime) -> ApiKey | None:
+        key = self.keys.get(key_id)
+        if key is not None and key.revoked_at is None:
+            key = self.keys[key_id] = replace(key, revoked_at=at)
+        return key
+
+
+async def _handler(_: Request) -> Response:
+    return Response()
+
+
+ROUTES = [
+    Route("/healthz", ("GET",), _handler, "healthz"),
+    Route("/metrics", ("GET",), _handler, "list_metrics"),
+    Route("/metrics", ("POST",), _handler, "create_metrics"),
+    Route("/admin/keys", ("GET",), _handler, "list_keys"),
+]
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = 100.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def request(authorization: str | None = None) -> Request:
+    headers = [] if authorization is None else [(b"authorization", authorization.encode())]
+
+    async def receive() -> Message:
+        return {"type": "http.disconnect"}
+
+    return Request({"type": "http", "method": "GET", "path": "/", "headers": headers}, receive, 1024)
+
+
+@pytest.fixture
+def store() -> InMemoryKeyStore:
+    return InMemoryKeyStore()
+
+
+@pytest.fixture
+def clock() -> Clock:
+    return Clock()
+
+
+@pytest.fixture
+def guard(store: InMemoryKeyStore, clock: Clock) -> AccessGuard:
+    guard = AccessGuard(Settings(auth_enabled=True), clock=clock)
+    guard.start(store, ROUTES)
+    return guard
+
+
+def make_key(store: InMemoryKeyStore, role: Role) -> str:
+    text, _key = asyncio.run(_create(store, role))
+    return text
+
+
+async def _create(store: InMemoryKeyStore, role: Role) -> tuple[str, ApiKey]:
+    key, text = await ApiKeyService(store, lambda: NOW).create(role, "test")
+    return text, key
+
+
+def authorize(guard: AccessGuard, route: str, authorization: str | None = None) -> Request:
+    incoming = request(authorization)
+    asyncio.run(guard.authorize(incoming, route))
+    return incoming
+
+
+def test_open_routes_need_no_key(guard: AccessGuard) -> None:
+    authorize(guard, "healthz")
+
+
+@pytest.mark.parametrize(
+    "header", [None, "Bearer nonsense", "Basic dXNlcjpwYXNz", "Token tsk_0123456789abcdef_" + "a" * 43]
+)
+def test_missing_malformed_and_unknown_keys_are_401(guard: AccessGuard, header: str | None) -> None:
+    with pytest.raises(AuthenticationRequired):
+        authorize(guard, "list_metrics", header)
+
+
+def test_a_known_id_with_the_wrong_secret_is_401(guard: AccessGuard, store: InMemoryKeyStore) -> None:
+    text = make_key(store, Role.ADMIN)
+    forged = text[:-4] + ("AAAA" if not text.endswith("AAAA") else "BBBB")
+    with pytest.raises(AuthenticationRequired):
+        authorize(guard, "list_metrics", f"Bearer {forged}")
+
+
+def test_roles_decide_403(guard: AccessGuard, store: InMemoryKeyStore) -> None:
+    reader, writer, admin = (make_key(store, role) for role in Role)
+    authorize(guard, "list_metrics", f"Bearer {reader}")
+    with pytest.raises(Forbidden):
+        authorize(guard, "create_metrics", f"Bearer {reader}")
+    authorize(guard, "create_metrics", f"Token {writer}")
+    with pytest.raises(Forbidden):
+        authorize(guard, "list_keys", f"Token {writer}")
+    authorize(guard, "list_keys", f"Bearer {admin}")
+
+
+def test_a_route_the_guard_does_not_know_needs_admin(guard: AccessGuard, store: InMemoryKeyStore) -> None:
+    with pytest.raises(Forbidden):
+        authorize(guard, "added_later", f"Bearer {make_key(store, Role.WRITE)}")
+
+
+def test_the_key_id_is_left_for_the_rate_limiter(guard: AccessGuard, store: InMemoryKeyStore) -> None:
+    text = make_key(store, Role.READ)
+    incoming = authorize(guard, "list_metrics", f"Bearer {text}")
+    assert incoming.scope[KEY_ID_SCOPE] == text.split("_")[1]
+    assert incoming.client_id == text.split("_")[1]
+
+
+def test_lookups_are_cached_briefly_and_revocation_wins_after(
+    guard: AccessGuard, store: InMemoryKeyStore, clock: Clock
+) -> None:
+    text = make_key(store, Role.READ)
+    for _ in range(5):
+        authorize(guard, "list_metrics", f"Bearer {text}")
+    assert store.reads == 1
+    asyncio.run(ApiKeyService(store).revoke(text.split("_")[1]))
+    clock.now += 0.4
+    authorize(guard, "list_metrics", f"Bearer {text}")  # still cached: within the cache time
+    clock.now += 0.2
+    with pytest.raises(AuthenticationRequired):
+        authorize(guard, "list_metrics", f"Bearer {text}")
+
+
+def test_revoking_an_unknown_key_is_404(store: InMemoryKeyStore) -> None:
+    with pytest.raises(NotFound):
+        asyncio.run(ApiKeyService(store).revoke("0123456789abcdef"))
+
+
+def test_the_bootstrap_key_is_stored_on_first_use_and_stays_revoked(store: InMemoryKeyStore) -> None:
+    text, presented = generate_key()
+    clock = Clock()
+    guard = AccessGuard(Settings(auth_enabled=True, bootstrap_admin_key=text), clock=clock)
+    guard.start(store, ROUTES)
+    authorize(guard, "list_keys", f"Bearer {text}")
+    assert store.keys[presented.key_id].role is Role.ADMIN
+    assert store.keys[presented.key_id].secret_hash == presented.secret_hash
+    asyncio.run(ApiKeyService(store).revoke(presented.key_id))
+    clock.now += 1
+    with pytest.raises(AuthenticationRequired):
+        authorize(guard, "list_keys", f"Bearer {text}")
+    # A wrong secret under the bootstrap id stores nothing.
+    other = AccessGuard(Settings(auth_enabled=True, bootstrap_admin_key=generate_key()[0]))
+    other.start(store, ROUTES)
+    before = dict(store.keys)
+    with pytest.raises(AuthenticationRequired):
+        authorize(other, "list_keys", f"Bearer {text}")
+    assert store.keys == before
+
+
+def test_auth_off_allows_everything_and_says_so(caplog: pytest.LogCaptureFixture) -> None:
+    guard = AccessGuard(Settings(auth_enabled=False))
+    guard.start(None, ROUTES)
+    authorize(guard, "list_keys")
+    assert "authentication is OFF" in caplog.text
+
+
+def test_auth_on_without_a_key_store_does_not_start() -> None:
+    with pytest.raises(ConfigurationError, match="AUTH_ENABLED"):
+        AccessGuard(Settings(auth_enabled=True)).start(None, ROUTES)
