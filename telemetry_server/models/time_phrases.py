@@ -34,7 +34,7 @@ CUT = " ; "
 
 def extract_window(text: str, now: datetime, zone: tzinfo) -> tuple[TimeWindow | None, str]:
     """The first time phrase in `text` as a window, and the text without it. TimePhraseError if invalid."""
-    for pattern in (_BETWEEN, _FROM_TO, _CALENDAR, _LAST_N, _SINCE, _ON):
+    for pattern in (_BETWEEN, _FROM_TO, _SINCE, _ON, _CALENDAR, _LAST_N):
         match = pattern.search(text)
         if match is not None:
             window = _resolve(pattern, match, now, zone)
