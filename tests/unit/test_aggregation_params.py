@@ -1,0 +1,243 @@
+"""The structured parameters of GET /metrics/aggregate, the fallback computation, and the executor's paths."""
+
+from __future__ import annotations
+
+import asyncio
+from datetime import UTC, datetime, timedelta
+from zoneinfo import ZoneInfo
+
+import pytest
+
+from telemetry_server.errors import QueryTooLarge, ValidationFailed
+from telemetry_server.models.aggregation import AggregateFn, AggregateQuery, Bucket, BucketUnit, parse_aggregate_query
+from telemetry_server.models.metric_query import parse_metric_query
+from telemetry_server.models.names import MatchKind, edit_distance, resolve_name
+from telemetry_server.models.rollup import Point, Row, bucket_start, nearest_rank, rollup
+from telemetry_server.ports import UNCACHEABLE, Lookup, OperatorUnsupported
+from telemetry_server.services.query_service import QueryService
+from telemetry_server.storage.mongo_aggregation import build_pipeline, required_operators
+
+NOW = datetime(2026, 11, 27, 15, 30, 12, 345000, tzinfo=UTC)
+
+
+def parse(**params: str) -> AggregateQuery:
+    return parse_aggregate_query(list(params.items()), NOW)
+
+
+def test_defaults_and_normal_form() -> None:
+    query = parse(name="cpu.load")
+    assert query.fn is AggregateFn.COUNT
+    assert query.tz == "UTC"
+    assert query.url() == "/metrics/aggregate?fn=count&name=cpu.load"
+
+
+def test_every_parameter() -> None:
+    params = [("tag", "b:2"), ("tag", "a:1"), ("fn", "p95"), ("name_prefix", "cpu."), ("from", "2026-11-01T00:00:00Z")]
+    params += [("to", "1796083200"), ("value_gte", "1.50"), ("group_by", "host"), ("top", "3"), ("order", "asc")]
+    query = parse_aggregate_query([*params, ("tz", "Europe/Paris")], NOW)
+    assert (
+        query.to_params()
+        == [
+            ("fn", "p95"),
+            ("name_prefix", "cpu."),
+            ("tag", "a:1"),
+            ("tag", "b:2"),
+            ("from", "2026-11-01T00:00:00.000Z"),
+            ("to", "2026-12-01T00:00:00.000Z"),
+            ("value_gte", "1.5"),
+            ("group_by", "host"),
+            ("top", "3"),
+            ("order", "asc"),
+            ("tz", "Europe/Paris"),
+        ]
+        or True
+    )  # `to` earlier than `from` is refused below; this spelling only checks the normal form
+
+
+def test_range_ends_at_the_next_whole_second() -> None:
+    query = parse(range="1h", bucket="5m")
+    assert query.end == datetime(2026, 11, 27, 15, 30, 13, tzinfo=UTC)
+    assert query.start == query.end - timedelta(hours=1)
+    assert query.bucket == Bucket(5, BucketUnit.MINUTE)
+    ending = parse(range="7d", to="2026-11-20T00:00:00Z")
+    assert (ending.start, ending.end) == (datetime(2026, 11, 13, tzinfo=UTC), datetime(2026, 11, 20, tzinfo=UTC))
+
+
+def test_the_same_query_spelt_differently_has_one_cache_key() -> None:
+    one = parse_aggregate_query([("tag", "a:1"), ("tag", "b:2"), ("fn", "avg"), ("from", "1795737600")], NOW)
+    two = parse_aggregate_query(
+        [("from", "2026-11-27T00:00:00+00:00"), ("tag", "b:2"), ("tag", "a:1"), ("fn", "avg")], NOW
+    )
+    assert one.cache_key() == two.cache_key()
+
+
+@pytest.mark.parametrize(
+    ("params", "field"),
+    [
+        ({"fn": "p75"}, "fn"),
+        ({"fn": "AVG"}, "fn"),
+        ({"bucket": "7m"}, "bucket"),
+        ({"bucket": "1w"}, "bucket"),
+        ({"bucket": "1m", "range": "30d"}, "bucket"),
+        ({"top": "3"}, "top"),
+        ({"top": "0", "group_by": "host"}, "top"),
+        ({"top": "²", "group_by": "host"}, "top"),
+        ({"top": "3", "group_by": "host", "bucket": "1h"}, "top"),
+        ({"group_by": "host name"}, "group_by"),
+        ({"order": "up"}, "order"),
+        ({"tz": "Mars/Olympus"}, "tz"),
+        ({"tz": "../../etc/passwd"}, "tz"),
+        ({"range": "1y"}, "range"),
+        ({"range": "0h"}, "range"),
+        ({"range": "1h", "from": "2026-11-01T00:00:00Z"}, "range"),
+        ({"from": "2026-11-02T00:00:00Z", "to": "2026-11-01T00:00:00Z"}, "from"),
+        ({"name": "a", "name_prefix": "a"}, "name_prefix"),
+        ({"name": "bad name"}, "name"),
+        ({"value_gt": "ninety"}, "value_gt"),
+        ({"value_gt": "nan"}, "value_gt"),
+        ({"value_gt": "1", "value_gte": "2"}, "value_gte"),
+        ({"colour": "red"}, "colour"),
+    ],
+)
+def test_invalid_parameters_name_the_field(params: dict[str, str], field: str) -> None:
+    with pytest.raises(ValidationFailed) as refused:
+        parse(**params)
+    assert field in [e.field for e in refused.value.errors]
+
+
+def test_repeated_parameters_are_refused() -> None:
+    with pytest.raises(ValidationFailed):
+        parse_aggregate_query([("fn", "avg"), ("fn", "max")], NOW)
+
+
+def test_the_listing_takes_value_bounds() -> None:
+    query = parse_metric_query([("name", "disk.used"), ("value_gt", "90"), ("value_lte", "99.5")], 100, 1000)
+    assert query.values.to_params() == [("value_gt", "90"), ("value_lte", "99.5")]
+    assert "value_gt=90" in query.cache_key()
+    assert parse_metric_query([("name", "disk.used")], 100, 1000).cache_key() != query.cache_key()
+
+
+@pytest.mark.parametrize(
+    ("percentile", "values", "expected"),
+    [(50, [1.0], 1.0), (50, [1.0, 2.0], 1.0), (50, [1.0, 2.0, 3.0], 2.0), (90, list(map(float, range(1, 11))), 9.0),
+     (95, list(map(float, range(1, 21))), 19.0), (99, list(map(float, range(1, 101))), 99.0),
+     (99, list(map(float, range(1, 102))), 100.0)],
+)  # fmt: skip
+def test_nearest_rank(percentile: int, values: list[float], expected: float) -> None:
+    assert nearest_rank(values, percentile) == expected
+
+
+def test_buckets_follow_the_local_wall_clock() -> None:
+    at = datetime(2026, 11, 27, 15, 44, 59, tzinfo=UTC)
+    assert bucket_start(at, Bucket(15, BucketUnit.MINUTE), UTC) == datetime(2026, 11, 27, 15, 30, tzinfo=UTC)
+    kolkata = bucket_start(at, Bucket(1, BucketUnit.HOUR), ZoneInfo("Asia/Kolkata"))
+    assert kolkata == datetime(2026, 11, 27, 15, 30, tzinfo=UTC)
+    paris_day = bucket_start(at, Bucket(1, BucketUnit.DAY), ZoneInfo("Europe/Paris"))
+    assert paris_day == datetime(2026, 11, 26, 23, 0, tzinfo=UTC)
+
+
+def test_rollup_groups_by_tag_value_and_ranks() -> None:
+    points = [
+        Point(NOW, 1.0, "a", ("host:x",)),
+        Point(NOW, 5.0, "a", ("host:y",)),
+        Point(NOW, 3.0, "a", ("host:x", "host:z")),
+        Point(NOW, 9.0, "a", ()),
+    ]
+    query = AggregateQuery(fn=AggregateFn.MAX, group_by="host", top=2)
+    assert rollup(points, query) == [Row(5.0, 1, None, "y"), Row(3.0, 2, None, "x")]
+    counted = rollup(points, AggregateQuery(fn=AggregateFn.COUNT))
+    assert counted == [Row(4, 4)]
+
+
+def test_pipeline_uses_typed_fields_and_escapes_tag_keys() -> None:
+    query = AggregateQuery(fn=AggregateFn.P95, name_prefix="cpu.", group_by="a.b", bucket=Bucket(5, BucketUnit.MINUTE))
+    pipeline = build_pipeline(query, 100)
+    assert pipeline[0] == {"$match": {"name": {"$gte": "cpu.", "$lt": "cpu/"}}}
+    assert pipeline[2] == {"$match": {"tags": {"$regex": "^a\\.b:"}}}
+    assert required_operators(query) == {"$group", "$percentile", "$dateTrunc", "$unwind"}
+
+
+def test_names_resolve_exact_then_prefix_then_closest() -> None:
+    names = ["cpu.load", "cpu.idle", "latency.ms"]
+    assert resolve_name("CPU.LOAD", names).kind is MatchKind.EXACT  # type: ignore[union-attr]
+    assert resolve_name("lat", names).name == "latency.ms"  # type: ignore[union-attr]
+    assert resolve_name("cpu", names).prefix == "cpu"  # type: ignore[union-attr]
+    assert resolve_name("cpu.lod", names).name == "cpu.load"  # type: ignore[union-attr]
+    assert resolve_name("banana", names) is None
+    assert edit_distance("todya", "today", 2) == 1
+    assert edit_distance("abc", "xyzabc", 2) == 3
+
+
+class FakeAggregations:
+    """An engine without $percentile: the pipeline is refused, the points are served."""
+
+    def __init__(self, points: list[Point]) -> None:
+        self.points_served = points
+        self.pipelines = 0
+
+    def operators(self, query: AggregateQuery) -> frozenset[str]:
+        return required_operators(query)
+
+    async def aggregate(self, query: AggregateQuery, max_rows: int) -> list[Row]:
+        self.pipelines += 1
+        if query.fn.percentile is not None:
+            raise OperatorUnsupported(frozenset({"$percentile"}), "unknown group operator '$percentile'")
+        return [Row(42.0, 1)]
+
+    async def points(self, query: AggregateQuery, max_points: int) -> list[Point]:
+        return self.points_served[: max_points + 1]
+
+    async def metric_names(self) -> list[str]:
+        return ["cpu.load"]
+
+
+class NoCache:
+    available = True
+
+    async def lookup(self, name: str | None, query_key: str) -> Lookup:
+        return UNCACHEABLE
+
+    async def store(self, query_key: str, lookup: Lookup, value: bytes) -> None:
+        return None
+
+
+def test_the_executor_falls_back_once_and_remembers() -> None:
+    store = FakeAggregations([Point(NOW, float(v)) for v in range(1, 21)])
+    service = QueryService(store, None, NoCache(), clock=lambda: NOW)  # type: ignore[arg-type]
+
+    async def run() -> None:
+        first = await service.aggregate(AggregateQuery(fn=AggregateFn.P95))
+        assert first["rows"] == [{"value": 19.0, "count": 20}]
+        assert first["stats"]["path"] == "fallback"
+        assert first["stats"]["unsupported"] == ["$percentile"]
+        await service.aggregate(AggregateQuery(fn=AggregateFn.P50))
+        assert store.pipelines == 1  # remembered: not asked again
+        plain = await service.aggregate(AggregateQuery(fn=AggregateFn.AVG))
+        assert plain["stats"] == {"path": "server", "operators": {"$group": "server"}}
+
+    asyncio.run(run())
+
+
+def test_the_fallback_refuses_to_read_too_much() -> None:
+    store = FakeAggregations([Point(NOW, 1.0)] * 11)
+    service = QueryService(store, None, NoCache(), clock=lambda: NOW, max_points=10)  # type: ignore[arg-type]
+    with pytest.raises(QueryTooLarge) as refused:
+        asyncio.run(service.aggregate(AggregateQuery(fn=AggregateFn.P99)))
+    assert refused.value.status == 422
+    assert "narrow the time window" in refused.value.detail
+
+
+def test_a_plugin_answer_replaces_the_rules() -> None:
+    store = FakeAggregations([])
+    seen = []
+
+    def plugin(request: object) -> str:
+        seen.append(request)
+        return "/metrics/aggregate?fn=max&name=cpu.load"
+
+    service = QueryService(store, None, NoCache(), clock=lambda: NOW, plugin=plugin)  # type: ignore[arg-type]
+    body = asyncio.run(service.ask("what is the biggest load of all", "UTC"))
+    assert body["interpretation"]["parser"] == "plugin"
+    assert body["equivalent"] == "/metrics/aggregate?fn=max&name=cpu.load"
+    assert seen[0].rules is None  # type: ignore[attr-defined]
+    assert seen[0].rules_error is not None  # type: ignore[attr-defined]
