@@ -138,9 +138,7 @@ PIPELINES: dict[str, list[dict[str, Any]]] = {
         {"$project": {"m": {"$dateTrunc": {"date": "$timestamp", "unit": "minute"}}}},
         {"$limit": 5},
     ],
-    "$topN": [
-        {"$group": {"_id": "$name", "top": {"$topN": {"n": 3, "sortBy": {"value": -1}, "output": "$value"}}}}
-    ],
+    "$topN": [{"$group": {"_id": "$name", "top": {"$topN": {"n": 3, "sortBy": {"value": -1}, "output": "$value"}}}}],
     "$sort+$limit": [{"$sort": {"timestamp": -1}}, {"$limit": 5}],
     "$bucketAuto": [{"$bucketAuto": {"groupBy": "$value", "buckets": 4}}],
     "$facet": [{"$facet": {"n": [{"$count": "n"}], "top": [{"$sort": {"value": -1}}, {"$limit": 1}]}}],

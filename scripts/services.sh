@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Brings MongoDB and Redis up locally and prints their URIs (eval-able: MONGO_URI=... REDIS_URI=...).
+# Brings MongoDB and Redis up locally and prints their URIs (eval-able: MONGO_URI=... REDIS_URI=..., and
+# MONGO_ENGINE_CMD=... when a local engine other than the default runs).
 #   scripts/services.sh up|down|status
 # With a Docker engine that answers, docker compose runs mongo:7 and redis:7; otherwise local engines run as
 # detached processes: a MongoDB-wire server (the fast engine from scripts/engine.sh when it builds, else
@@ -39,4 +40,6 @@ if [ "$action" = up ] && [ -z "${MONGO_ENGINE_CMD:-}" ]; then
       "$(tail -n 1 "${TMPDIR:-/tmp}/engine-build.log" 2>/dev/null))" >&2
   fi
 fi
-exec .venv/bin/telemetry-server services "$action" --state-dir "${SERVICES_STATE_DIR:-.data/services}"
+.venv/bin/telemetry-server services "$action" --state-dir "${SERVICES_STATE_DIR:-.data/services}"
+# The engine command too, so that whoever evals this output starts any further engine the same way.
+if [ "$action" = up ] && [ -n "${MONGO_ENGINE_CMD:-}" ]; then printf 'MONGO_ENGINE_CMD=%q\n' "$MONGO_ENGINE_CMD"; fi

@@ -26,6 +26,7 @@ echo "== services"
 uris=$(SERVICES_MODE=local SERVICES_STATE_DIR="$state/services" scripts/services.sh up)
 eval "$uris"
 export MONGO_URI REDIS_URI
+[ -z "${MONGO_ENGINE_CMD:-}" ] || export MONGO_ENGINE_CMD  # tests that start engines of their own use it too
 echo "MONGO_URI=$MONGO_URI REDIS_URI=$REDIS_URI"
 
 echo "== test server (.env.test)"

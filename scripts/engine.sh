@@ -1,0 +1,92 @@
+#!/usr/bin/env bash
+# Fast MongoDB-wire engine for local runs and benchmarks: the Rust SecantusDB server
+# (crate secantus-mdb, binary secantusd-rs). See bench/ENGINES.md for why.
+#
+#   scripts/engine.sh build              build or reuse the cached binary; print its path
+#   scripts/engine.sh start PORT DATADIR exec the engine on 127.0.0.1:PORT, data under DATADIR
+#   scripts/engine.sh name               print the engine name
+#
+# `build` exits non-zero with a message on stderr when it cannot (no cargo, no C toolchain,
+# build error); callers then fall back to secantusd-py.
+# Env: ENGINE_BUILD_JOBS (default 2), ENGINE_RUST_TOOLCHAIN (rustup toolchain, default nightly
+# if installed), ENGINE_CACHE_SIZE (WiredTiger cache, default 512M).
+set -euo pipefail
+
+ENGINE_NAME=secantus-mdb
+ENGINE_VERSION=0.5.3-beta.196
+CACHE_ROOT="${XDG_CACHE_HOME:-$HOME/.cache}/telemetry-server/engines"
+ENGINE_ROOT="$CACHE_ROOT/$ENGINE_NAME-$ENGINE_VERSION"
+ENGINE_BIN="$ENGINE_ROOT/bin/secantusd-rs"
+
+die() {
+    echo "engine.sh: $*" >&2
+    exit 1
+}
+
+usable() {
+    [[ -x "$ENGINE_BIN" ]] && "$ENGINE_BIN" --version >/dev/null 2>&1
+}
+
+# The crate declares rust-version 1.98; it builds with older toolchains when told to
+# ignore that field. ENGINE_RUST_TOOLCHAIN picks a rustup toolchain; by default nightly
+# when rustup has it (the newest compiler), else cargo's default.
+cargo_cmd() {
+    if [[ -n "${ENGINE_RUST_TOOLCHAIN:-}" ]]; then
+        echo "cargo +$ENGINE_RUST_TOOLCHAIN"
+    elif command -v rustup >/dev/null 2>&1 && rustup toolchain list 2>/dev/null | grep -q '^nightly'; then
+        echo "cargo +nightly"
+    else
+        echo "cargo"
+    fi
+}
+
+build() {
+    if usable; then
+        echo "$ENGINE_BIN"
+        return 0
+    fi
+    command -v cargo >/dev/null 2>&1 || die "cargo not found: cannot build $ENGINE_NAME (install Rust, or use secantusd-py)"
+    command -v cmake >/dev/null 2>&1 || die "cmake not found: $ENGINE_NAME compiles WiredTiger with cmake and a C compiler"
+    command -v cc >/dev/null 2>&1 || die "no C compiler (cc) found: $ENGINE_NAME compiles WiredTiger from source"
+    mkdir -p "$CACHE_ROOT"
+    # One build at a time; a second caller waits, then reuses the result.
+    exec 9>"$CACHE_ROOT/.$ENGINE_NAME.lock"
+    flock 9
+    if usable; then
+        echo "$ENGINE_BIN"
+        return 0
+    fi
+    local tmp log
+    tmp="$(mktemp -d "$CACHE_ROOT/.build-$ENGINE_NAME.XXXXXX")"
+    log="$tmp/build.log"
+    echo "engine.sh: building $ENGINE_NAME $ENGINE_VERSION (a few minutes on 2 cores; log: $log)" >&2
+    # shellcheck disable=SC2046
+    if ! nice -n 10 $(cargo_cmd) install "$ENGINE_NAME" --version "$ENGINE_VERSION" --locked \
+        --ignore-rust-version -j "${ENGINE_BUILD_JOBS:-2}" --root "$tmp/root" >"$log" 2>&1; then
+        tail -n 20 "$log" >&2
+        die "building $ENGINE_NAME $ENGINE_VERSION failed (full log: $log)"
+    fi
+    rm -rf "$ENGINE_ROOT"
+    mv "$tmp/root" "$ENGINE_ROOT"
+    rm -rf "$tmp"
+    usable || die "built $ENGINE_BIN but it does not run"
+    echo "$ENGINE_BIN"
+}
+
+start() {
+    [[ $# -eq 2 ]] || die "usage: engine.sh start PORT DATADIR"
+    local port="$1" datadir="$2"
+    usable || die "$ENGINE_BIN missing: run 'scripts/engine.sh build' first"
+    mkdir -p "$datadir"
+    # An explicit (empty) config stops auto-discovery of ./secantusd.toml, ~/.secantus/secantusd.toml.
+    : >"$datadir/engine-empty.toml"
+    exec "$ENGINE_BIN" --config "$datadir/engine-empty.toml" --host 127.0.0.1 --port "$port" --storage-path "$datadir" \
+        --cache-size "${ENGINE_CACHE_SIZE:-512M}" --log-file-max 32MB --log-level WARNING
+}
+
+case "${1:-}" in
+    build) build ;;
+    start) shift; start "$@" ;;
+    name) echo "$ENGINE_NAME" ;;
+    *) die "usage: engine.sh build | start PORT DATADIR | name" ;;
+esac
