@@ -16,6 +16,7 @@ from pymongo import AsyncMongoClient
 
 from telemetry_server.models.aggregation import parse_aggregate_query
 from telemetry_server.models.rollup import rollup
+from telemetry_server.ports import OperatorUnsupported
 from telemetry_server.storage.mongo_aggregation import MongoAggregationStore
 
 T0 = datetime(2026, 1, 5, 10, 0, tzinfo=UTC)
@@ -198,7 +199,10 @@ def test_fallback_computes_what_the_pipeline_does(mongo_uri: str, data: DataSet)
             store = MongoAggregationStore(client, "telemetry_server_test")
             for params in queries:
                 query = parse_aggregate_query([*WINDOW.items(), *params], now)
-                server = await store.aggregate(query, 10_000)
+                try:
+                    server = await store.aggregate(query, 10_000)
+                except OperatorUnsupported:
+                    continue  # this engine only has the fallback, checked by the tests above
                 fallback = rollup(await store.points(query, 10_000), query)
                 assert [r.to_json() for r in fallback] == [
                     {**r.to_json(), "value": pytest.approx(r.value)} for r in server

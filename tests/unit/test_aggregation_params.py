@@ -155,6 +155,8 @@ def test_pipeline_uses_typed_fields_and_escapes_tag_keys() -> None:
     assert pipeline[0] == {"$match": {"name": {"$gte": "cpu.", "$lt": "cpu/"}}}
     assert pipeline[2] == {"$match": {"tags": {"$regex": "^a\\.b:"}}}
     assert required_operators(query) == {"$group", "$percentile", "$dateTrunc", "$unwind"}
+    assert required_operators(AggregateQuery(fn=AggregateFn.MIN)) == {"$group", "$min"}
+    assert required_operators(AggregateQuery(fn=AggregateFn.COUNT)) == {"$group", "$sum"}
 
 
 def test_names_resolve_exact_then_prefix_then_closest() -> None:
@@ -213,7 +215,7 @@ def test_the_executor_falls_back_once_and_remembers() -> None:
         await service.aggregate(AggregateQuery(fn=AggregateFn.P50))
         assert store.pipelines == 1  # remembered: not asked again
         plain = await service.aggregate(AggregateQuery(fn=AggregateFn.AVG))
-        assert plain["stats"] == {"path": "server", "operators": {"$group": "server"}}
+        assert plain["stats"] == {"path": "server", "operators": {"$avg": "server", "$group": "server"}}
 
     asyncio.run(run())
 
