@@ -26,6 +26,7 @@ from telemetry_server.models.metric_query import MetricQuery, parse_metric_query
 from telemetry_server.models.prompt import ParsedPrompt, PromptContext, parse_prompt
 from telemetry_server.models.rollup import Row, rollup
 from telemetry_server.ports import AggregationStore, MetricStore, OperatorUnsupported, QueryCache
+from telemetry_server.services.single_flight import SingleFlight
 from telemetry_server.services.telemetry_service import utc_now
 
 log = logging.getLogger("telemetry_server.query")
@@ -84,6 +85,7 @@ class QueryService:
         self._max_points = max_points
         self._max_limit = max_limit
         self._unsupported: set[str] = set()
+        self._flights: SingleFlight[bytes] = SingleFlight()  # a burst of one question makes one query
         self._names: tuple[str, ...] = ()
         self._names_at = -NAMES_TTL_SECONDS
 
@@ -116,12 +118,16 @@ class QueryService:
         lookup = await self._cache.lookup(query.name, key)
         if lookup.value is not None:
             return orjson.loads(lookup.value), True
-        rows, stats = await self._execute(query)
-        if not rows and query.bucket is None and query.group_by is None:
-            rows = [Row(0 if query.fn.value == "count" else None, 0)]
-        result = {"rows": [row.to_json() for row in rows], "stats": stats}
-        await self._cache.store(key, lookup, orjson.dumps(result))
-        return result, False
+
+        async def compute() -> bytes:
+            rows, stats = await self._execute(query)
+            if not rows and query.bucket is None and query.group_by is None:
+                rows = [Row(0 if query.fn.value == "count" else None, 0)]
+            body = orjson.dumps({"rows": [row.to_json() for row in rows], "stats": stats})
+            await self._cache.store(key, lookup, body)
+            return body
+
+        return orjson.loads(await self._flights.do(key, compute)), False
 
     async def _execute(self, query: AggregateQuery) -> tuple[list[Row], dict[str, Any]]:
         needed = self._aggregations.operators(query)
@@ -157,10 +163,15 @@ class QueryService:
         lookup = await self._cache.lookup(query.name, key)
         if lookup.value is not None:
             return orjson.loads(lookup.value), True
-        metrics = await self._metrics.find(query)
-        result = {"rows": [m.to_json() for m in metrics], "stats": {"path": "server", "operators": {"find": "server"}}}
-        await self._cache.store(key, lookup, orjson.dumps(result))
-        return result, False
+
+        async def compute() -> bytes:
+            metrics = await self._metrics.find(query)
+            stats = {"path": "server", "operators": {"find": "server"}}
+            body = orjson.dumps({"rows": [m.to_json() for m in metrics], "stats": stats})
+            await self._cache.store(key, lookup, body)
+            return body
+
+        return orjson.loads(await self._flights.do(key, compute)), False
 
     async def _parse(self, prompt: str, tz: str) -> ParsedPrompt:
         fresh = time.monotonic() - self._names_at < NAMES_TTL_SECONDS

@@ -160,7 +160,7 @@ def test_pipeline_uses_typed_fields_and_escapes_tag_keys() -> None:
 
 
 def test_names_resolve_exact_then_prefix_then_closest() -> None:
-    names = ["cpu.load", "cpu.idle", "latency.ms"]
+    names = ("cpu.load", "cpu.idle", "latency.ms")
     assert resolve_name("CPU.LOAD", names).kind is MatchKind.EXACT  # type: ignore[union-attr]
     assert resolve_name("lat", names).name == "latency.ms"  # type: ignore[union-attr]
     assert resolve_name("cpu", names).prefix == "cpu"  # type: ignore[union-attr]
