@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from typing import Protocol
 
 from telemetry_server.errors import RateLimited, StorageUnavailable
+from telemetry_server.services.single_flight import SingleFlight
 
 log = logging.getLogger("telemetry_server.rate_limit")
 
@@ -84,25 +85,43 @@ class RateLimiter:
         self._leases: dict[str, _Lease] = {}
         self._local: dict[str, TokenBucket] = {}
         self._shared_down = False
+        self._refills: SingleFlight[None] = SingleFlight()
 
     async def admit(self, client: str, cost: int = 1) -> Quota:
         """Spend `cost` tokens (a batch may spend at most the burst) or raise RateLimited with a retry time."""
         cost = min(cost, self._burst)
-        now = self._clock()
-        lease = self._leases.get(client)
-        if lease is None or lease.expires < now:
-            lease = _Lease(0, now + _LEASE_LIFETIME_SECONDS)
-        if lease.tokens < cost:
-            granted, lease.shared_left = await self._take(client, cost - lease.tokens + self._lease_size, now)
-            lease.tokens += granted
-            lease.expires = now + _LEASE_LIFETIME_SECONDS
-        self._remember(client, lease, now)
+        lease = self._lease(client)
+        # One refill at a time per client: concurrent requests wait for it instead of each taking a lease.
+        # A second round serves a request whose turn came after the first refill was spent.
+        for _ in range(2):
+            if lease.tokens >= cost:
+                break
+            await self._refills.do(client, lambda: self._refill(client, lease, cost))
         if lease.tokens < cost:
             self._on_limited()
             retry_after = max(1, math.ceil((cost - lease.tokens) / self._rate))
             raise RateLimited(retry_after, self._quota(0, retry_after).headers())
         lease.tokens -= cost
         return self._quota(lease.tokens + lease.shared_left, 1)
+
+    def _lease(self, client: str) -> _Lease:
+        now = self._clock()
+        lease = self._leases.get(client)
+        if lease is None:
+            if len(self._leases) >= _MAX_CLIENTS:
+                self._leases = {c: lease for c, lease in self._leases.items() if lease.expires >= now}
+                if len(self._local) >= _MAX_CLIENTS:
+                    self._local.clear()
+            lease = self._leases[client] = _Lease(0, now + _LEASE_LIFETIME_SECONDS)
+        elif lease.expires < now:
+            lease.tokens = 0  # unspent tokens lapse: the cluster never admits more than the shared bucket
+        return lease
+
+    async def _refill(self, client: str, lease: _Lease, cost: int) -> None:
+        now = self._clock()
+        granted, lease.shared_left = await self._take(client, cost - lease.tokens + self._lease_size, now)
+        lease.tokens += granted
+        lease.expires = now + _LEASE_LIFETIME_SECONDS
 
     def _quota(self, remaining: int, reset_seconds: int) -> Quota:
         return Quota(self._rate, remaining, reset_seconds)
@@ -123,10 +142,3 @@ class RateLimiter:
             self._shared_down = False
             self._local.clear()
         return granted
-
-    def _remember(self, client: str, lease: _Lease, now: float) -> None:
-        if client not in self._leases and len(self._leases) >= _MAX_CLIENTS:
-            self._leases = {c: lease for c, lease in self._leases.items() if lease.expires >= now}
-            if len(self._local) >= _MAX_CLIENTS:
-                self._local.clear()
-        self._leases[client] = lease

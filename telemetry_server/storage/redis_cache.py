@@ -11,7 +11,7 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 import orjson
-from redis.asyncio import Redis
+from redis.asyncio import BlockingConnectionPool, Redis
 from redis.exceptions import ConnectionError, RedisError, TimeoutError
 
 from telemetry_server.config import Settings
@@ -28,14 +28,18 @@ def create_redis_client(settings: Settings, *, subscriber: bool = False) -> Redi
     connection waits for messages as long as it takes, so it has no read timeout."""
     assert settings.redis_uri is not None
     timeout = settings.redis_timeout_ms / 1000
-    return Redis.from_url(
+    # A blocking pool: past REDIS_POOL_SIZE busy connections a command waits (up to the timeout) for one,
+    # instead of failing with "Too many connections" and turning the cache off under load.
+    pool = BlockingConnectionPool.from_url(
         settings.redis_uri,
         max_connections=2 if subscriber else settings.redis_pool_size,
+        timeout=timeout,
         socket_timeout=None if subscriber else timeout,
         socket_connect_timeout=timeout,
         retry_on_timeout=False,
         health_check_interval=0,
     )
+    return Redis.from_pool(pool)
 
 
 class RedisCache:

@@ -111,3 +111,24 @@ def test_token_bucket_refills_at_its_rate_up_to_the_burst() -> None:
     assert bucket.take(30, now=0) == (20, 0)
     assert bucket.take(30, now=1) == (10, 0)
     assert bucket.take(30, now=100) == (20, 0)
+
+
+def test_concurrent_requests_wait_for_one_refill_instead_of_each_taking_a_lease() -> None:
+    calls = 0
+    shared = InMemoryTokenSource(tokens=1000)
+    original = shared.take
+
+    async def slow(client: str, want: int) -> tuple[int, int]:
+        nonlocal calls
+        calls += 1
+        await asyncio.sleep(0.01)
+        return await original(client, want)
+
+    shared.take = slow  # type: ignore[method-assign]
+    limiter = RateLimiter(shared, per_second=1000, burst=1000, clock=Clock())
+
+    async def scenario() -> list[object]:
+        return await asyncio.gather(*(limiter.admit("c") for _ in range(40)), return_exceptions=True)
+
+    assert not [r for r in asyncio.run(scenario()) if isinstance(r, BaseException)]
+    assert calls == 1
