@@ -225,7 +225,20 @@ def parse_prompt(prompt: str, context: PromptContext) -> ParsedPrompt:
     return _build(reading, name_text, context, tuple(corrections))
 
 
+# "in region eu", "for host web-1": a tag said in words, for the tag keys people say that way.
+_TAG_PHRASE = re.compile(
+    r" (?:in|for|on|at|from) (?P<key>region|host|env|environment|service|zone|dc|datacenter|cluster|room|az)"
+    r" (?P<value>[a-z0-9][\w.\-]*)(?= )",
+    re.IGNORECASE,
+)
+
+
 def _extract_tags(reading: _Reading, lower_names: set[str]) -> None:
+    def said_in_words(match: re.Match[str]) -> str:
+        reading.tags.append(f"{match.group('key').lower()}:{match.group('value')}")
+        return ""
+
+    reading.text = _TAG_PHRASE.sub(said_in_words, reading.text)
     words = reading.text.split(" ")
     kept = []
     for word in words:

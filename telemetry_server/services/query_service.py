@@ -34,6 +34,7 @@ log = logging.getLogger("telemetry_server.query")
 MAX_FALLBACK_POINTS = 200_000  # ~40 MB of points at worst: the most one request may hold in memory
 MAX_ROWS = 10_000
 NAMES_TTL_SECONDS = 5.0
+NAMES_RETRY_SECONDS = 1.0  # the soonest a prompt that was not understood may refresh the names
 
 
 @dataclass(frozen=True, slots=True)
@@ -174,13 +175,13 @@ class QueryService:
         return orjson.loads(await self._flights.do(key, compute)), False
 
     async def _parse(self, prompt: str, tz: str) -> ParsedPrompt:
-        fresh = time.monotonic() - self._names_at < NAMES_TTL_SECONDS
         try:
             return await self._parse_with(prompt, tz, await self._known_names())
         except PromptNotUnderstood:
-            if not fresh:
+            # The names may have been read before the metric the prompt names was first written; but a
+            # stream of prompts that are not understood must not make a names query each.
+            if time.monotonic() - self._names_at < NAMES_RETRY_SECONDS:
                 raise
-        # The names may have been cached before the metric the prompt names was first written.
         self._names_at = -NAMES_TTL_SECONDS
         return await self._parse_with(prompt, tz, await self._known_names())
 

@@ -154,6 +154,8 @@ CORPUS = [
     ("average cpu.load per 6 hours this week", f"{AGG}?fn=avg&name=cpu.load&bucket=6h&{THIS_WEEK}"),
     # listing
     ("show the latest 10 cpu.load readings", "/metrics?name=cpu.load&limit=10&sort=desc"),
+    ("latest 10 cpu.load in region eu", "/metrics?name=cpu.load&tag=region:eu&limit=10&sort=desc"),
+    ("max cpu.load for host web-1 today", f"{AGG}?fn=max&name=cpu.load&tag=host:web-1&{TODAY}"),
     ("Show the LATEST 10 cpu.load readings", "/metrics?name=cpu.load&limit=10&sort=desc"),
     ("latest ten cpu.load values", "/metrics?name=cpu.load&limit=10&sort=desc"),
     ("show me the most recent 5 cpu.load readings", "/metrics?name=cpu.load&limit=5&sort=desc"),
