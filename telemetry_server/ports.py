@@ -17,12 +17,13 @@ from telemetry_server.models.rollup import Point, Row
 @dataclass(frozen=True, slots=True)
 class Lookup:
     """A cache read. After a miss it goes back with the value to store: `generation` (empty: don't store in
-    Redis), `name` the metric name the value depends on (None: any), `local_version` the L1's version of
-    that name at lookup time (None: don't store in L1), so a value read before a write is never kept after."""
+    Redis), `dependency` the key the value depends on (models/cache_dependency.py), `local_version` the L1's
+    version of that key at lookup time (None: don't store in L1), so a value read before a write is never
+    kept after it."""
 
     value: bytes | None
     generation: bytes
-    name: str | None = None
+    dependency: str = "*"
     local_version: int | None = None
 
 
@@ -43,9 +44,9 @@ class MetricStore(Protocol):
 class QueryCache(Protocol):
     @property
     def available(self) -> bool: ...
-    async def lookup(self, name: str | None, query_key: str) -> Lookup: ...
+    async def lookup(self, dependency: str, query_key: str) -> Lookup: ...
     async def store(self, query_key: str, lookup: Lookup, value: bytes) -> None: ...
-    async def invalidate(self, names: Sequence[str]) -> None: ...
+    async def invalidate(self, dependencies: Sequence[str]) -> None: ...
     async def ping(self) -> bool: ...
     async def aclose(self) -> None: ...
 

@@ -98,13 +98,13 @@ class UnreachableMetricStore(InMemoryMetricStore):
 
 
 class InMemoryQueryCache:
-    """The shared (Redis) cache over a dict: an entry depends on its name, or on every write when it has none.
+    """The shared (Redis) cache over a dict: an entry is dropped when a write touches its dependency key.
 
     `listen` plays the invalidation subscription: live at once, until the app cancels it.
     """
 
     def __init__(self) -> None:
-        self.entries: dict[str, tuple[str | None, bytes]] = {}
+        self.entries: dict[str, tuple[str, bytes]] = {}
         self.invalidations: list[list[str]] = []
         self.up = True
         self.closed = False
@@ -114,21 +114,21 @@ class InMemoryQueryCache:
     def available(self) -> bool:
         return self.up
 
-    async def lookup(self, name: str | None, query_key: str) -> Lookup:
+    async def lookup(self, dependency: str, query_key: str) -> Lookup:
         if not self.up:
             return UNCACHEABLE
         entry = self.entries.get(query_key)
-        return Lookup(entry[1] if entry else None, b"1", name)
+        return Lookup(entry[1] if entry else None, b"1", dependency)
 
     async def store(self, query_key: str, lookup: Lookup, value: bytes) -> None:
         if lookup.generation and self.up:
-            self.entries[query_key] = (lookup.name, value)
+            self.entries[query_key] = (lookup.dependency, value)
 
-    async def invalidate(self, names: Sequence[str]) -> None:
-        self.invalidations.append(list(names))
-        self.entries = {k: (n, v) for k, (n, v) in self.entries.items() if n is not None and n not in names}
+    async def invalidate(self, dependencies: Sequence[str]) -> None:
+        self.invalidations.append(list(dependencies))
+        self.entries = {k: (d, v) for k, (d, v) in self.entries.items() if d not in dependencies}
 
-    async def listen(self, on_names: Callable[[list[str]], None], on_state: Callable[[bool], None]) -> None:
+    async def listen(self, on_keys: Callable[[list[str]], None], on_state: Callable[[bool], None]) -> None:
         self.listening = True
         on_state(True)
         try:

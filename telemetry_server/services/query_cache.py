@@ -31,32 +31,32 @@ class TwoLevelCache:
     def local_live(self) -> bool:
         return self._subscribed and self._local.enabled
 
-    async def lookup(self, name: str | None, query_key: str) -> Lookup:
+    async def lookup(self, dependency: str, query_key: str) -> Lookup:
         version = None
         if self.local_live:
             value = self._local.get(query_key)
             self._stats.cache_event("l1", value is not None)
             if value is not None:
-                return Lookup(value, b"", name)
-            version = self._local.version(name)
-        found = await self._shared.lookup(name, query_key)
+                return Lookup(value, b"", dependency)
+            version = self._local.version(dependency)
+        found = await self._shared.lookup(dependency, query_key)
         if found.generation:  # Redis answered
             self._stats.cache_event("l2", found.value is not None)
         if found.value is not None and version is not None:
-            self._local.put(query_key, name, found.value, version)
-        return replace(found, name=name, local_version=version)
+            self._local.put(query_key, dependency, found.value, version)
+        return replace(found, dependency=dependency, local_version=version)
 
     async def store(self, query_key: str, lookup: Lookup, value: bytes) -> None:
         if lookup.local_version is not None and self.local_live:
-            self._local.put(query_key, lookup.name, value, lookup.local_version)
+            self._local.put(query_key, lookup.dependency, value, lookup.local_version)
         await self._shared.store(query_key, lookup, value)
 
-    async def invalidate(self, names: Sequence[str]) -> None:
-        self._local.invalidate(names)
-        await self._shared.invalidate(names)
+    async def invalidate(self, dependencies: Sequence[str]) -> None:
+        self._local.invalidate(dependencies)
+        await self._shared.invalidate(dependencies)
 
-    def on_remote_invalidation(self, names: list[str]) -> None:
-        self._local.invalidate(names)
+    def on_remote_invalidation(self, dependencies: list[str]) -> None:
+        self._local.invalidate(dependencies)
 
     def on_subscription(self, live: bool) -> None:
         if live != self._subscribed:

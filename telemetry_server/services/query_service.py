@@ -22,6 +22,7 @@ import orjson
 
 from telemetry_server.errors import ConfigurationError, PromptNotUnderstood, QueryTooLarge, ValidationFailed
 from telemetry_server.models.aggregation import AGGREGATE_PATH, AggregateQuery, parse_aggregate_query
+from telemetry_server.models.cache_dependency import read_dependency
 from telemetry_server.models.metric_query import MetricQuery, parse_metric_query
 from telemetry_server.models.prompt import ParsedPrompt, PromptContext, parse_prompt
 from telemetry_server.models.rollup import Row, rollup
@@ -116,7 +117,7 @@ class QueryService:
 
     async def _run(self, query: AggregateQuery) -> tuple[dict[str, Any], bool]:
         key = query.cache_key()
-        lookup = await self._cache.lookup(query.name, key)
+        lookup = await self._cache.lookup(read_dependency(query.name, query.tags), key)
         if lookup.value is not None:
             return orjson.loads(lookup.value), True
 
@@ -161,7 +162,7 @@ class QueryService:
 
     async def _list(self, query: MetricQuery) -> tuple[dict[str, Any], bool]:
         key = "prompt-listing|" + query.cache_key()
-        lookup = await self._cache.lookup(query.name, key)
+        lookup = await self._cache.lookup(read_dependency(query.name, query.tags), key)
         if lookup.value is not None:
             return orjson.loads(lookup.value), True
 

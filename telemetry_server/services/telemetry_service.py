@@ -9,6 +9,7 @@ from datetime import UTC, datetime
 import orjson
 
 from telemetry_server.errors import NotFound
+from telemetry_server.models.cache_dependency import read_dependency, write_dependencies
 from telemetry_server.models.metric import Metric, MetricInput
 from telemetry_server.models.metric_query import Cursor, MetricQuery, is_object_id
 from telemetry_server.ports import MetricStore, QueryCache
@@ -67,12 +68,12 @@ class MetricService:
                 stored += await self._store.insert(chunk)
         finally:
             if stored:  # even a failed batch may have stored its first chunks: no cache may hide them
-                await self._cache.invalidate(sorted({m.name for m in stored}))
+                await self._cache.invalidate(write_dependencies((m.name, m.tags) for m in stored))
         return stored
 
     async def _commit(self, metrics: Sequence[MetricInput]) -> list[Metric]:
         stored = await self._store.insert(metrics)
-        await self._cache.invalidate(sorted({m.name for m in metrics}))
+        await self._cache.invalidate(write_dependencies((m.name, m.tags) for m in metrics))
         return stored
 
     async def drain(self) -> None:
@@ -82,7 +83,7 @@ class MetricService:
     async def list_json(self, query: MetricQuery) -> tuple[bytes, bool]:
         """The listing's JSON body, and whether it came from a cache."""
         key = query.cache_key()
-        lookup = await self._cache.lookup(query.name, key)
+        lookup = await self._cache.lookup(read_dependency(query.name, query.tags), key)
         if lookup.value is not None:
             return lookup.value, True
 
@@ -110,11 +111,11 @@ class MetricService:
         if result is None:
             raise NotFound(f"no metric with id {id_}")
         before, after = result
-        await self._cache.invalidate(sorted({before.name, after.name}))
+        await self._cache.invalidate(write_dependencies((m.name, m.tags) for m in (before, after)))
         return after
 
     async def delete(self, id_: str) -> None:
         deleted = await self._store.delete(id_) if is_object_id(id_) else None
         if deleted is None:
             raise NotFound(f"no metric with id {id_}")
-        await self._cache.invalidate([deleted.name])
+        await self._cache.invalidate(write_dependencies([(deleted.name, deleted.tags)]))

@@ -1,5 +1,5 @@
-"""RedisCache: the shared L2 of response bodies, invalidated by generation counters per metric name, and the
-pub/sub channel that tells every worker's L1 which names were written."""
+"""RedisCache: the shared L2 of response bodies, invalidated by a generation counter per dependency key, and
+the pub/sub channel that tells every worker's L1 which keys were written."""
 
 from __future__ import annotations
 
@@ -43,11 +43,9 @@ def create_redis_client(settings: Settings, *, subscriber: bool = False) -> Redi
 
 
 class RedisCache:
-    """Entries are stored with the generation of the name they depend on; a write bumps that generation.
-
-    A query for one name depends on that name's counter; any other query on the global counter, which
-    every write bumps. So a read is one MGET and a write's invalidation one pipelined round trip, which
-    also publishes the names for the L1 caches of every worker.
+    """Entries are stored with the generation of the key they depend on; a write bumps the generations of
+    every key it touches (models/cache_dependency.py). A read is one MGET, and a write's invalidation one
+    pipelined round trip, which also publishes the keys for the L1 caches of every worker.
     """
 
     def __init__(self, client: Redis, subscriber: Redis, namespace: str, ttl_seconds: int) -> None:
@@ -63,18 +61,18 @@ class RedisCache:
     def available(self) -> bool:
         return time.monotonic() >= self._down_until
 
-    def _generation_key(self, name: str | None) -> str:
-        return f"{self._namespace}:gen:" + ("*" if name is None else f"n:{name}")
+    def _generation_key(self, dependency: str) -> str:
+        return f"{self._namespace}:gen:{dependency}"
 
     def _entry_key(self, query_key: str) -> str:
         digest = hashlib.blake2b(query_key.encode(), digest_size=16).hexdigest()
         return f"{self._namespace}:q:{digest}"
 
-    async def lookup(self, name: str | None, query_key: str) -> Lookup:
+    async def lookup(self, dependency: str, query_key: str) -> Lookup:
         if self._ttl == 0 or not await self._ready():
             return UNCACHEABLE
         try:
-            values: list[Any] = await self._client.mget(self._generation_key(name), self._entry_key(query_key))
+            values: list[Any] = await self._client.mget(self._generation_key(dependency), self._entry_key(query_key))
         except RedisError as exc:
             self._failed("read", exc)
             return UNCACHEABLE
@@ -82,8 +80,8 @@ class RedisCache:
         if entry is not None:
             stored_generation, _, value = entry.partition(b"\n")
             if stored_generation == generation:
-                return Lookup(value, generation, name)
-        return Lookup(None, generation, name)
+                return Lookup(value, generation, dependency)
+        return Lookup(None, generation, dependency)
 
     async def store(self, query_key: str, lookup: Lookup, value: bytes) -> None:
         if not lookup.generation or not self.available:
@@ -93,13 +91,13 @@ class RedisCache:
         except RedisError as exc:
             self._failed("write", exc)
 
-    async def invalidate(self, names: Sequence[str]) -> None:
-        """Bump the counters of these names and the global one; remembered and retried if Redis is down."""
-        self._pending.update(names)
+    async def invalidate(self, dependencies: Sequence[str]) -> None:
+        """Bump the counters of these keys; remembered and retried if Redis is down."""
+        self._pending.update(dependencies)
         await self._ready()
 
-    async def listen(self, on_names: Callable[[list[str]], None], on_state: Callable[[bool], None]) -> None:
-        """Deliver the names every worker writes, until cancelled; `on_state(False)` whenever messages may
+    async def listen(self, on_keys: Callable[[list[str]], None], on_state: Callable[[bool], None]) -> None:
+        """Deliver the dependency keys every worker writes, until cancelled; `on_state(False)` whenever messages may
         have been missed (the L1 must not be trusted then), `on_state(True)` once subscribed again."""
         while True:
             pubsub = self._subscriber.pubsub(ignore_subscribe_messages=True)
@@ -107,7 +105,7 @@ class RedisCache:
                 await pubsub.subscribe(self.channel)
                 on_state(True)
                 async for message in pubsub.listen():
-                    on_names(orjson.loads(message["data"]))
+                    on_keys(orjson.loads(message["data"]))
             except (RedisError, OSError) as exc:
                 on_state(False)
                 self._failed("subscribe", exc if isinstance(exc, RedisError) else ConnectionError(str(exc)))
@@ -133,15 +131,15 @@ class RedisCache:
             return False
         if not self._pending:
             return True
-        names, self._pending = self._pending, set()
+        dependencies, self._pending = self._pending, set()
         try:
             async with self._client.pipeline(transaction=False) as pipe:
-                for key in {self._generation_key(None), *(self._generation_key(n) for n in names)}:
-                    pipe.incr(key)
-                pipe.publish(self.channel, orjson.dumps(sorted(names)))
+                for dependency in dependencies:
+                    pipe.incr(self._generation_key(dependency))
+                pipe.publish(self.channel, orjson.dumps(sorted(dependencies)))
                 await pipe.execute()
         except RedisError as exc:
-            self._pending |= names
+            self._pending |= dependencies
             self._failed("invalidate", exc)
             return False
         return True

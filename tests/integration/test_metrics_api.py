@@ -165,3 +165,18 @@ def test_body_over_the_limit_is_refused_before_parsing(client: httpx.Client) -> 
     )
     assert response.status_code == 413
     assert response.headers["content-type"] == PROBLEM
+
+
+def test_a_write_invalidates_only_listings_it_can_change(client: httpx.Client, metric_name: str) -> None:
+    seed(client, metric_name, 1, ["region:eu"])
+    eu = {"name": metric_name, "tag": "region:eu"}
+    client.get("/metrics", params=eu)
+    assert client.get("/metrics", params=eu).headers["x-cache"] == "hit"
+
+    client.post("/metrics", json={"name": metric_name, "tags": ["region:us"], "value": 1})
+    assert client.get("/metrics", params=eu).headers["x-cache"] == "hit"  # a region:us metric cannot appear here
+
+    client.post("/metrics", json={"name": metric_name, "tags": ["region:eu", "host:a"], "value": 2})
+    fresh = client.get("/metrics", params=eu)
+    assert fresh.headers["x-cache"] == "miss"
+    assert len(fresh.json()["items"]) == 2

@@ -4,12 +4,18 @@ from __future__ import annotations
 
 import asyncio
 
+from hypothesis import given
+from hypothesis import strategies as st
+
+from telemetry_server.models.cache_dependency import read_dependency, write_dependencies
 from telemetry_server.ports import Lookup
 from telemetry_server.services.local_cache import LocalCache
 from telemetry_server.services.query_cache import TwoLevelCache
 from telemetry_server.services.single_flight import SingleFlight
 from telemetry_server.services.stats import Stats
 from tests.fakes import InMemoryQueryCache
+
+TAGS = ["region:eu", "region:us", "host:a", "host:b"]
 
 
 class Clock:
@@ -23,34 +29,58 @@ class Clock:
 def test_local_cache_expires_evicts_and_invalidates_by_name() -> None:
     clock = Clock()
     cache = LocalCache(max_entries=2, ttl_seconds=5, clock=clock)
-    cache.put("a", "cpu", b"A", cache.version("cpu"))
-    cache.put("b", None, b"B", cache.version(None))
+    cache.put("a", "n:cpu", b"A", cache.version("n:cpu"))
+    cache.put("b", "*", b"B", cache.version("*"))
     assert cache.get("a") == b"A"
-    cache.put("c", "mem", b"C", cache.version("mem"))  # evicts b, the least recently used
+    cache.put("c", "n:mem", b"C", cache.version("n:mem"))  # evicts b, the least recently used
     assert cache.get("b") is None
-    cache.invalidate(["mem"])
+    cache.invalidate(["n:mem"])
     assert cache.get("c") is None
     assert cache.get("a") == b"A"
     clock.now = 6
     assert cache.get("a") is None
 
 
-def test_local_cache_drops_queries_without_a_name_on_every_write() -> None:
+def test_local_cache_drops_only_the_dependencies_written() -> None:
     cache = LocalCache(max_entries=10, ttl_seconds=5)
-    cache.put("all", None, b"ALL", cache.version(None))
-    cache.invalidate(["anything"])
+    eu, us = read_dependency("cpu", ["region:eu"]), read_dependency("cpu", ["region:us"])
+    cache.put("eu", eu, b"EU", cache.version(eu))
+    cache.put("us", us, b"US", cache.version(us))
+    cache.put("all", read_dependency(None, []), b"ALL", cache.version(read_dependency(None, [])))
+    cache.invalidate(write_dependencies([("cpu", ["region:us", "host:a"])]))
+    assert cache.get("eu") == b"EU"
+    assert cache.get("us") is None
     assert cache.get("all") is None
+
+
+@given(
+    query_name=st.sampled_from([None, "cpu", "mem"]),
+    query_tags=st.lists(st.sampled_from(TAGS), max_size=3, unique=True),
+    writes=st.lists(
+        st.tuples(st.sampled_from(["cpu", "mem"]), st.lists(st.sampled_from(TAGS), max_size=4, unique=True)),
+        min_size=1,
+        max_size=3,
+    ),
+)
+def test_every_write_that_can_change_an_answer_touches_its_dependency(
+    query_name: str | None, query_tags: list[str], writes: list[tuple[str, list[str]]]
+) -> None:
+    can_change = any(
+        (query_name is None or name == query_name) and set(query_tags) <= set(tags) for name, tags in writes
+    )
+    if can_change:
+        assert read_dependency(query_name, query_tags) in write_dependencies(writes)
 
 
 def test_a_value_read_before_a_write_is_not_kept_after_it() -> None:
     cache = LocalCache(max_entries=10, ttl_seconds=5)
-    version = cache.version("cpu")
-    cache.invalidate(["cpu"])  # a write lands while the read is in flight
-    cache.put("q", "cpu", b"stale", version)
+    version = cache.version("n:cpu")
+    cache.invalidate(["n:cpu"])  # a write lands while the read is in flight
+    cache.put("q", "n:cpu", b"stale", version)
     assert cache.get("q") is None
-    cleared_version = cache.version("other")
+    cleared_version = cache.version("n:other")
     cache.clear()
-    cache.put("r", "other", b"stale", cleared_version)
+    cache.put("r", "n:other", b"stale", cleared_version)
     assert cache.get("r") is None
 
 
@@ -65,10 +95,10 @@ def test_second_read_is_an_l1_hit_without_asking_redis() -> None:
     cache, shared, stats = two_levels()
 
     async def scenario() -> Lookup:
-        miss = await cache.lookup("cpu", "q")
+        miss = await cache.lookup("n:cpu", "q")
         await cache.store("q", miss, b"body")
         shared.up = False  # an L1 hit must not need Redis
-        return await cache.lookup("cpu", "q")
+        return await cache.lookup("n:cpu", "q")
 
     assert asyncio.run(scenario()).value == b"body"
     assert stats.cache["l1_hits"] == 1
@@ -78,11 +108,11 @@ def test_another_workers_write_drops_the_l1_entry() -> None:
     cache, shared, _ = two_levels()
 
     async def scenario() -> Lookup:
-        miss = await cache.lookup("cpu", "q")
+        miss = await cache.lookup("n:cpu", "q")
         await cache.store("q", miss, b"old")
         shared.entries.clear()
-        cache.on_remote_invalidation(["cpu"])
-        return await cache.lookup("cpu", "q")
+        cache.on_remote_invalidation(["n:cpu"])
+        return await cache.lookup("n:cpu", "q")
 
     assert asyncio.run(scenario()).value is None
 
@@ -91,11 +121,11 @@ def test_without_a_live_subscription_the_l1_is_bypassed_and_emptied() -> None:
     cache, shared, _ = two_levels()
 
     async def scenario() -> Lookup:
-        miss = await cache.lookup("cpu", "q")
+        miss = await cache.lookup("n:cpu", "q")
         await cache.store("q", miss, b"old")
         cache.on_subscription(False)
         shared.entries.clear()
-        return await cache.lookup("cpu", "q")
+        return await cache.lookup("n:cpu", "q")
 
     assert asyncio.run(scenario()).value is None
     assert not cache.local_live
