@@ -71,7 +71,8 @@ def wait_until(check: Callable[[], bool], seconds: float) -> bool:
 
 
 @pytest.fixture
-def private_mongo(work_dir: Path) -> tuple[int, Path, Callable[[], engines.Engine]]:
+def start_private_mongo(work_dir: Path) -> Callable[[], engines.Engine]:
+    """Starts a MongoDB-wire engine of this test's own, again on the same port and data when called again."""
     port = engines.free_port()
     data = work_dir / f"mongo-{port}"
     data.mkdir()
@@ -79,18 +80,17 @@ def private_mongo(work_dir: Path) -> tuple[int, Path, Callable[[], engines.Engin
     def start() -> engines.Engine:
         return engines.start("mongo", engines.mongo_command(port, data, os.environ), port, data / "log")
 
-    return port, data, start
+    return start
 
 
 def test_redis_and_mongo_restarts_under_load(
     server_factory: Callable[..., ServerProcess],
     redis_factory: Callable[[], engines.Engine],
-    private_mongo: tuple[int, Path, Callable[[], engines.Engine]],
+    start_private_mongo: Callable[[], engines.Engine],
     work_dir: Path,
     metric_name: str,
 ) -> None:
-    _, _, start_mongo = private_mongo
-    mongo = start_mongo()
+    mongo = start_private_mongo()
     redis = redis_factory()
     redis_port = int(redis.uri.rsplit(":", 1)[1])
     server = server_factory(MONGO_URI=mongo.uri, REDIS_URI=redis.uri, MONGO_TIMEOUT_MS="500")
@@ -109,7 +109,7 @@ def test_redis_and_mongo_restarts_under_load(
             time.sleep(0.5)
             engines.stop_pid(mongo.pid)
             time.sleep(1.5)
-            mongo = start_mongo()
+            mongo = start_private_mongo()
             assert wait_until(ready("mongo"), 30), "the server did not see MongoDB come back"
             time.sleep(1)
         after = httpx.post(f"{server.base_url}/metrics", json={"name": metric_name, "value": -1})
