@@ -14,7 +14,7 @@ from zoneinfo import ZoneInfo
 
 from telemetry_server.errors import FieldError, ValidationFailed
 from telemetry_server.models.metric import Fail, check_name, check_tags
-from telemetry_server.models.metric_query import parse_time_param
+from telemetry_server.models.metric_query import collect_params, parse_time_param
 from telemetry_server.models.time_words import UNIT_SECONDS, load_zone, parse_duration, window_end
 from telemetry_server.models.timestamps import EARLIEST, format_timestamp
 from telemetry_server.models.value_range import VALUE_PARAMS, ValueRange, parse_value_range
@@ -157,7 +157,7 @@ def parse_aggregate_query(params: Sequence[tuple[str, str]], now: datetime) -> A
     def fail(field_name: str, message: str) -> None:
         errors.append(FieldError(field_name, message))
 
-    single, tags = _collect(params, fail)
+    single, tags = collect_params(params, _PARAMS, fail)
     fn = _choice(single, "fn", AggregateFn, AggregateFn.COUNT, fail)
     name = check_name(single["name"], fail) if "name" in single else None
     prefix = single.get("name_prefix")
@@ -204,21 +204,6 @@ def check_query(query: AggregateQuery) -> list[tuple[str, str]]:
         if count > MAX_BUCKETS:
             problems.append(("bucket", f"{count} buckets is more than {MAX_BUCKETS}: use a larger bucket"))
     return problems
-
-
-def _collect(params: Sequence[tuple[str, str]], fail: Fail) -> tuple[dict[str, str], list[str]]:
-    single: dict[str, str] = {}
-    tags: list[str] = []
-    for key, value in params:
-        if key not in _PARAMS:
-            fail(key[:64], f"is not a known parameter (allowed: {', '.join(sorted(_PARAMS))})")
-        elif key == "tag":
-            tags.append(value)
-        elif key in single:
-            fail(key, "may be given only once")
-        else:
-            single[key] = value
-    return single, tags
 
 
 def _window(single: dict[str, str], now: datetime, fail: Fail) -> tuple[datetime | None, datetime | None]:

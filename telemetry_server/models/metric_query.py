@@ -99,6 +99,24 @@ def is_object_id(text: str) -> bool:
     return len(text) == 24 and all(c in "0123456789abcdef" for c in text)
 
 
+def collect_params(
+    params: Sequence[tuple[str, str]], allowed: frozenset[str], fail: Fail
+) -> tuple[dict[str, str], list[str]]:
+    """Allow-listed query parameters: each once, but `tag`, which may repeat."""
+    single: dict[str, str] = {}
+    tags: list[str] = []
+    for key, value in params:
+        if key not in allowed:
+            fail(key[:64], f"is not a known parameter (allowed: {', '.join(sorted(allowed))})")
+        elif key == "tag":
+            tags.append(value)
+        elif key in single:
+            fail(key, "may be given only once")
+        else:
+            single[key] = value
+    return single, tags
+
+
 def parse_metric_query(params: Sequence[tuple[str, str]], default_limit: int, max_limit: int) -> MetricQuery:
     """Read `name`, `tag` (repeatable), `from`, `to`, `value_*`, `limit`, `sort`, `cursor` and JSON `filters`."""
     errors: list[FieldError] = []
@@ -106,18 +124,7 @@ def parse_metric_query(params: Sequence[tuple[str, str]], default_limit: int, ma
     def fail(field: str, message: str) -> None:
         errors.append(FieldError(field, message))
 
-    single: dict[str, str] = {}
-    tags: list[str] = []
-    for key, value in params:
-        if key not in _PARAMS:
-            fail(key[:64], f"is not a known parameter (allowed: {', '.join(sorted(_PARAMS))})")
-        elif key == "tag":
-            tags.append(value)
-        elif key in single:
-            fail(key, "may be given only once")
-        else:
-            single[key] = value
-
+    single, tags = collect_params(params, _PARAMS, fail)
     if "filters" in single:
         _merge_filters(single, tags, single.pop("filters"), fail)
 
