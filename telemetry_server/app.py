@@ -113,7 +113,13 @@ def build_components(backends: Backends, settings: Settings, stats: Stats) -> Co
     if backends.aggregations is not None:
         plugin = load_prompt_plugin(settings.query_parser)
         queries = QueryService(
-            backends.aggregations, backends.store, cache, plugin=plugin, max_limit=settings.max_page_size
+            backends.aggregations,
+            backends.store,
+            cache,
+            plugin=plugin,
+            max_limit=settings.max_page_size,
+            concurrency=settings.query_concurrency,
+            timeout_seconds=settings.query_timeout_ms / 1000,
         )
     router = Router(
         [

@@ -150,6 +150,12 @@ class QueryTooLarge(AppError):
     status, code, title = 422, "query_too_large", "Query Too Large"
 
 
+class QueryTimedOut(StorageUnavailable):
+    """An aggregation did not get a slot and finish in time: the engine is busy, so come back later."""
+
+    code = "query_timed_out"
+
+
 def _describe(error: FieldError) -> str:
     where = error.field if error.index is None else f"[{error.index}].{error.field}"
     return f"{where}: {error.message}"

@@ -8,6 +8,7 @@ pipeline is not retried on every request. Results are cached under the query's n
 
 from __future__ import annotations
 
+import asyncio
 import importlib
 import inspect
 import logging
@@ -20,7 +21,13 @@ from urllib.parse import parse_qsl, urlsplit
 
 import orjson
 
-from telemetry_server.errors import ConfigurationError, PromptNotUnderstood, QueryTooLarge, ValidationFailed
+from telemetry_server.errors import (
+    ConfigurationError,
+    PromptNotUnderstood,
+    QueryTimedOut,
+    QueryTooLarge,
+    ValidationFailed,
+)
 from telemetry_server.models.aggregation import AGGREGATE_PATH, AggregateQuery, parse_aggregate_query
 from telemetry_server.models.cache_dependency import read_dependency
 from telemetry_server.models.metric_query import MetricQuery, parse_metric_query
@@ -78,7 +85,11 @@ class QueryService:
         plugin: PromptPlugin | None = None,
         max_points: int = MAX_FALLBACK_POINTS,
         max_limit: int = 1000,
+        concurrency: int = 4,
+        timeout_seconds: float = 5.0,
     ) -> None:
+        self._slots = asyncio.Semaphore(concurrency)
+        self._timeout = timeout_seconds
         self._aggregations = aggregations
         self._metrics = metrics
         self._cache = cache
@@ -122,7 +133,7 @@ class QueryService:
             return orjson.loads(lookup.value), True
 
         async def compute() -> bytes:
-            rows, stats = await self._execute(query)
+            rows, stats = await self._bounded(query)
             if not rows and query.bucket is None and query.group_by is None:
                 rows = [Row(0 if query.fn.value == "count" else None, 0)]
             body = orjson.dumps({"rows": [row.to_json() for row in rows], "stats": stats})
@@ -130,6 +141,18 @@ class QueryService:
             return body
 
         return orjson.loads(await self._flights.do(key, compute)), False
+
+    async def _bounded(self, query: AggregateQuery) -> tuple[list[Row], dict[str, Any]]:
+        """A bulkhead: at most `concurrency` aggregations per worker hold database connections, and each
+        gets `timeout_seconds` (waiting for a slot included), so heavy questions cannot starve the pool
+        that writes and listings share; one that runs out of time is a 503 to retry, not a hung request."""
+        try:
+            async with asyncio.timeout(self._timeout), self._slots:
+                return await self._execute(query)
+        except TimeoutError:
+            raise QueryTimedOut(
+                f"the aggregation did not finish within {self._timeout:g} s: narrow the window or retry"
+            ) from None
 
     async def _execute(self, query: AggregateQuery) -> tuple[list[Row], dict[str, Any]]:
         needed = self._aggregations.operators(query)

@@ -8,7 +8,7 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
-from telemetry_server.errors import QueryTooLarge, ValidationFailed
+from telemetry_server.errors import QueryTimedOut, QueryTooLarge, ValidationFailed
 from telemetry_server.models.aggregation import AggregateFn, AggregateQuery, Bucket, BucketUnit, parse_aggregate_query
 from telemetry_server.models.metric_query import parse_metric_query
 from telemetry_server.models.names import MatchKind, edit_distance, resolve_name
@@ -196,7 +196,7 @@ class FakeAggregations:
 class NoCache:
     available = True
 
-    async def lookup(self, name: str | None, query_key: str) -> Lookup:
+    async def lookup(self, dependency: str, query_key: str) -> Lookup:
         return UNCACHEABLE
 
     async def store(self, query_key: str, lookup: Lookup, value: bytes) -> None:
@@ -227,6 +227,39 @@ def test_the_fallback_refuses_to_read_too_much() -> None:
         asyncio.run(service.aggregate(AggregateQuery(fn=AggregateFn.P99)))
     assert refused.value.status == 422
     assert "narrow the time window" in refused.value.detail
+
+
+class SlowAggregations(FakeAggregations):
+    def __init__(self, seconds: float) -> None:
+        super().__init__([])
+        self.seconds = seconds
+        self.running = self.most_at_once = 0
+
+    async def aggregate(self, query: AggregateQuery, max_rows: int) -> list[Row]:
+        self.running += 1
+        self.most_at_once = max(self.most_at_once, self.running)
+        try:
+            await asyncio.sleep(self.seconds)
+        finally:
+            self.running -= 1
+        return [Row(1.0, 1)]
+
+
+def test_aggregations_are_bulkheaded_and_bounded_in_time() -> None:
+    store = SlowAggregations(0.01)
+    service = QueryService(store, None, NoCache(), concurrency=2)  # type: ignore[arg-type]
+    queries = [AggregateQuery(fn=AggregateFn.AVG, name=f"m{i}") for i in range(6)]  # distinct: no single-flight
+
+    async def run() -> None:
+        await asyncio.gather(*(service.aggregate(q) for q in queries))
+
+    asyncio.run(run())
+    assert store.most_at_once == 2
+
+    slow = QueryService(SlowAggregations(5), None, NoCache(), timeout_seconds=0.05)  # type: ignore[arg-type]
+    with pytest.raises(QueryTimedOut) as refused:
+        asyncio.run(slow.aggregate(AggregateQuery(fn=AggregateFn.AVG)))
+    assert refused.value.status == 503
 
 
 def test_a_plugin_answer_replaces_the_rules() -> None:
