@@ -101,6 +101,8 @@ class QueryService:
         self._flights: SingleFlight[bytes] = SingleFlight()  # a burst of one question makes one query
         self._names: tuple[str, ...] = ()
         self._names_at = -NAMES_TTL_SECONDS
+        self._names_flight: SingleFlight[tuple[str, ...]] = SingleFlight()
+        self._names_refresh: asyncio.Task[None] | None = None
 
     async def aggregate(self, query: AggregateQuery) -> dict[str, Any]:
         """`{query, rows, took_ms, cached, stats}`."""
@@ -206,13 +208,28 @@ class QueryService:
             # stream of prompts that are not understood must not make a names query each.
             if time.monotonic() - self._names_at < NAMES_RETRY_SECONDS:
                 raise
-        self._names_at = -NAMES_TTL_SECONDS
-        return await self._parse_with(prompt, tz, await self._known_names())
+        return await self._parse_with(prompt, tz, await self._names_flight.do("names", self._read_names))
 
     async def _known_names(self) -> tuple[str, ...]:
-        if time.monotonic() - self._names_at >= NAMES_TTL_SECONDS:
-            self._names = tuple(sorted(await self._aggregations.metric_names()))
-            self._names_at = time.monotonic()
+        """The names as last read; stale ones are used while a fresh read runs in the background (a
+        `distinct` over millions of metrics can take seconds, and no prompt should wait for it)."""
+        if not self._names:
+            return await self._names_flight.do("names", self._read_names)
+        if time.monotonic() - self._names_at >= NAMES_TTL_SECONDS and self._names_refresh is None:
+            self._names_refresh = asyncio.get_running_loop().create_task(self._refresh_names())
+        return self._names
+
+    async def _refresh_names(self) -> None:
+        try:
+            await self._names_flight.do("names", self._read_names)
+        except Exception:
+            log.warning("metric names not refreshed; using those read %.0f s ago", time.monotonic() - self._names_at)
+        finally:
+            self._names_refresh = None
+
+    async def _read_names(self) -> tuple[str, ...]:
+        self._names = tuple(sorted(await self._aggregations.metric_names()))
+        self._names_at = time.monotonic()
         return self._names
 
     async def _parse_with(self, prompt: str, tz: str, names: tuple[str, ...]) -> ParsedPrompt:
