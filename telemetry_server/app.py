@@ -156,7 +156,10 @@ class App:
 
     async def _http(self, scope: Scope, receive: Receive, send: Send) -> None:
         started = time.perf_counter()
-        request = Request(scope, receive, self.settings.max_body_bytes, self.settings.max_json_depth)
+        settings = self.settings
+        request = Request(
+            scope, receive, settings.max_body_bytes, settings.max_json_depth, settings.http_body_timeout_ms / 1000
+        )
         route = "unmatched"
         quota_headers: list[tuple[bytes, bytes]] = []
         try:

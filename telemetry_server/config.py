@@ -55,6 +55,7 @@ class Settings:
     bootstrap_admin_key: str | None = field(default=None, repr=False)
     http_header_timeout_ms: int = 10_000
     http_max_buffer_bytes: int = 65_536
+    http_body_timeout_ms: int = 30_000
     data_dir: Path = Path(".data")
     log_level: str = "info"
     l1_cache_ttl_ms: int = 5000
@@ -104,6 +105,7 @@ def load_settings(environ: Mapping[str, str]) -> Settings:
         auth_enabled=env.boolean("AUTH_ENABLED", Environment(environment).requires_auth),
         bootstrap_admin_key=env.api_key("BOOTSTRAP_ADMIN_KEY"),
         http_header_timeout_ms=env.integer("HTTP_HEADER_TIMEOUT_MS", DEFAULTS.http_header_timeout_ms, 100, 300_000),
+        http_body_timeout_ms=env.integer("HTTP_BODY_TIMEOUT_MS", DEFAULTS.http_body_timeout_ms, 100, 600_000),
         http_max_buffer_bytes=env.integer("HTTP_MAX_BUFFER_BYTES", DEFAULTS.http_max_buffer_bytes, 8192, 16 << 20),
         data_dir=Path(env.text("DATA_DIR", str(DEFAULTS.data_dir))),
         log_level=env.choice("LOG_LEVEL", _LOG_LEVELS, DEFAULTS.log_level),

@@ -89,6 +89,10 @@ class MethodNotAllowed(AppError):
         return [(b"allow", ", ".join(self.allowed).encode())]
 
 
+class RequestTimeout(AppError):
+    status, code, title = 408, "request_timeout", "Request Timeout"
+
+
 class PayloadTooLarge(AppError):
     status, code, title = 413, "payload_too_large", "Content Too Large"
 

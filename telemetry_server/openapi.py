@@ -19,6 +19,7 @@ _ERRORS = {
     401: "No valid API key: missing, malformed, unknown or revoked (same answer for each).",
     403: "The API key's role is too small for this endpoint.",
     404: "No such resource.",
+    408: "The body did not arrive within HTTP_BODY_TIMEOUT_MS.",
     413: "The body is larger than MAX_BODY_BYTES.",
     415: "The body is not application/json.",
     422: "The input is invalid; `errors` lists every field and reason.",
@@ -26,7 +27,7 @@ _ERRORS = {
     503: "A database is unreachable; retry after `Retry-After` seconds.",
 }
 _READ_ERRORS = (401, 403, 422, 429, 503)
-_BODY_ERRORS = (400, 401, 403, 413, 415, 422, 429, 503)
+_BODY_ERRORS = (400, 401, 403, 408, 413, 415, 422, 429, 503)
 
 
 def _json(schema: Schema) -> Schema:

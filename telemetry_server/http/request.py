@@ -2,21 +2,40 @@
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any
 from urllib.parse import parse_qsl
 
 import orjson
 
-from telemetry_server.errors import MalformedJSON, PayloadTooLarge, UnsupportedMediaType
+from telemetry_server.errors import MalformedJSON, PayloadTooLarge, RequestTimeout, UnsupportedMediaType
 from telemetry_server.http.types import Receive, Scope
 from telemetry_server.models.json_shape import check_json_shape
 
 
 class Request:
-    __slots__ = ("_body", "_headers", "_query", "_receive", "max_body_bytes", "max_json_depth", "params", "scope")
+    __slots__ = (
+        "_body",
+        "_headers",
+        "_query",
+        "_receive",
+        "body_timeout_seconds",
+        "max_body_bytes",
+        "max_json_depth",
+        "params",
+        "scope",
+    )
 
-    def __init__(self, scope: Scope, receive: Receive, max_body_bytes: int, max_json_depth: int = 32) -> None:
+    def __init__(
+        self,
+        scope: Scope,
+        receive: Receive,
+        max_body_bytes: int,
+        max_json_depth: int = 32,
+        body_timeout_seconds: float = 30.0,
+    ) -> None:
         self.scope = scope
+        self.body_timeout_seconds = body_timeout_seconds
         self._receive = receive
         self.max_body_bytes = max_body_bytes
         self.max_json_depth = max_json_depth
@@ -72,17 +91,21 @@ class Request:
             raise PayloadTooLarge(f"body of {int(declared)} bytes exceeds the limit of {self.max_body_bytes}")
         chunks: list[bytes] = []
         size = 0
-        while True:
-            message = await self._receive()
-            if message["type"] == "http.disconnect":
-                break
-            chunk: bytes = message.get("body", b"")
-            size += len(chunk)
-            if size > self.max_body_bytes:
-                raise PayloadTooLarge(f"body exceeds the limit of {self.max_body_bytes} bytes")
-            chunks.append(chunk)
-            if not message.get("more_body", False):
-                break
+        try:
+            async with asyncio.timeout(self.body_timeout_seconds):  # a client that trickles its body
+                while True:
+                    message = await self._receive()
+                    if message["type"] == "http.disconnect":
+                        break
+                    chunk: bytes = message.get("body", b"")
+                    size += len(chunk)
+                    if size > self.max_body_bytes:
+                        raise PayloadTooLarge(f"body exceeds the limit of {self.max_body_bytes} bytes")
+                    chunks.append(chunk)
+                    if not message.get("more_body", False):
+                        break
+        except TimeoutError:
+            raise RequestTimeout(f"the body did not arrive within {self.body_timeout_seconds:g} s") from None
         self._body = b"".join(chunks)
         return self._body
 
