@@ -33,6 +33,11 @@ def _options(argv: Sequence[str] | None) -> tuple[Options, bool]:
     parser.add_argument("--batch-size", type=int, default=1000, help="metrics per batch POST (default 1000)")
     parser.add_argument("--mixed-users", type=int, help="locust users (default 32; quick 16)")
     parser.add_argument("--mixed-duration", type=float, help="locust seconds (default 60; quick 20)")
+    parser.add_argument(
+        "--mixed-rate",
+        type=float,
+        help="mixed workload requests/s across all users (default 500; 0: closed loop, the saturated server)",
+    )
     parser.add_argument("--no-gate-exit", action="store_true", help="exit 0 even when a target is missed")
     parser.add_argument("--keep", action="store_true", help="keep the temporary folder (logs, data files)")
     args = parser.parse_args(argv)
@@ -52,6 +57,7 @@ def _options(argv: Sequence[str] | None) -> tuple[Options, bool]:
         cold_starts=1 if quick else 3,
         mixed_users=args.mixed_users or (16 if quick else 32),
         mixed_duration_s=args.mixed_duration or (20.0 if quick else 60.0),
+        mixed_rate=500.0 if args.mixed_rate is None else args.mixed_rate,
         insert_many_s=3.0 if quick else 8.0,
         engine_build_timeout_s=30.0 if quick else 1200.0,
         scenarios=frozenset(args.scenarios or ()),

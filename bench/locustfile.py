@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlencode
 
-from locust import events, task
+from locust import constant, constant_throughput, events, task
 from locust.contrib.fasthttp import FastHttpUser
 
 from bench.workload import HOSTS, NAMES, PAGE, RECORD_SEPARATOR, REGIONS
@@ -27,6 +27,7 @@ _PROMPTS = (
     if os.environ.get("BENCH_PROMPT_PATHS")
     else []
 )
+_USER_RATE = float(os.environ.get("BENCH_USER_RATE") or 0)
 CACHE = Counter[str]()
 
 
@@ -36,7 +37,11 @@ def _metric(rng: random.Random) -> dict[str, Any]:
 
 
 class TelemetryUser(FastHttpUser):
-    # No think time: each user sends its next request when the last one is answered (a closed loop).
+    # With BENCH_USER_RATE each user paces itself to that many requests a second, so latency is measured at
+    # a set rate; without it, no think time: each user sends its next request when the last is answered (a
+    # closed loop, which measures the saturated server instead).
+    wait_time = constant_throughput(_USER_RATE) if _USER_RATE else constant(0)
+
     def on_start(self) -> None:
         self.rng = random.Random()
         self.owned: list[str] = []

@@ -16,13 +16,16 @@ REPO = Path(__file__).resolve().parent.parent
 _PERCENTILES = {"p50_ms": "50%", "p75_ms": "75%", "p90_ms": "90%", "p95_ms": "95%", "p99_ms": "99%", "p999_ms": "99.9%"}
 
 
-def run_mixed(base_url: str, users: int, duration_s: float, prompts: list[str], folder: Path) -> dict[str, Any]:
+def run_mixed(
+    base_url: str, users: int, duration_s: float, prompts: list[str], folder: Path, rate: float = 0.0
+) -> dict[str, Any]:
     if not base_url.startswith("http://127.0.0.1:"):
         raise RuntimeError(f"load tests run on loopback only, not {base_url}")
     folder.mkdir(parents=True, exist_ok=True)
     prefix = folder / "locust"
     counts = folder / "cache.json"
     env = {**os.environ, "PYTHONPATH": str(REPO), "BENCH_LOCUST_OUT": str(counts)}
+    env["BENCH_USER_RATE"] = str(rate / users if rate else 0)
     if prompts:
         env["BENCH_PROMPT_PATHS"] = str(write_records(folder / "prompts.paths", prompts))
     else:

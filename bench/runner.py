@@ -56,6 +56,7 @@ class Options:
     cold_starts: int
     mixed_users: int
     mixed_duration_s: float
+    mixed_rate: float  # requests per second across all users; 0: closed loop, as fast as answers come
     insert_many_s: float
     engine_build_timeout_s: float
     scenarios: frozenset[str]
@@ -231,9 +232,17 @@ def _run_server(
 
         if options.wants("mixed"):
             stats_before = _stats_summary(server) if probes["stats"] else None
-            progress.say(f"  mixed workload: locust, {options.mixed_users} users, {options.mixed_duration_s:g} s")
+            pace = f"{options.mixed_rate:g} req/s" if options.mixed_rate else "closed loop"
+            progress.say(
+                f"  mixed workload: locust, {options.mixed_users} users, {pace}, {options.mixed_duration_s:g} s"
+            )
             mixed = run_mixed(
-                server.url, options.mixed_users, options.mixed_duration_s, _read(files.prompt_paths), folder / "locust"
+                server.url,
+                options.mixed_users,
+                options.mixed_duration_s,
+                _read(files.prompt_paths),
+                folder / "locust",
+                options.mixed_rate,
             )
             out["mixed"] = mixed
             total = mixed["total"]
