@@ -5,6 +5,7 @@
 #   scripts/engine.sh build              build or reuse the cached binary; print its path
 #   scripts/engine.sh start PORT DATADIR exec the engine on 127.0.0.1:PORT, data under DATADIR
 #   scripts/engine.sh name               print the engine name
+#   scripts/engine.sh built              succeed when the binary is already built (never builds)
 #
 # `build` exits non-zero with a message on stderr when it cannot (no cargo, no C toolchain,
 # build error); callers then fall back to secantusd-py.
@@ -88,5 +89,6 @@ case "${1:-}" in
     build) build ;;
     start) shift; start "$@" ;;
     name) echo "$ENGINE_NAME" ;;
-    *) die "usage: engine.sh build | start PORT DATADIR | name" ;;
+    built) usable ;;
+    *) die "usage: engine.sh build | built | start PORT DATADIR | name" ;;
 esac
