@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import asynccontextmanager
+from datetime import datetime
 from typing import Any
 
 from bson import ObjectId
@@ -71,12 +72,22 @@ def create_mongo_client(
 
 
 @asynccontextmanager
-async def _unavailable_when_unreachable(action: str) -> AsyncIterator[None]:
+async def unavailable_when_unreachable(action: str) -> AsyncIterator[None]:
     """Transport failures become 503s; a reply the server did give (a real fault) stays a 500."""
     try:
         yield
     except ConnectionFailure as exc:
         raise StorageUnavailable(f"MongoDB is unreachable ({action})") from exc
+
+
+def time_window(start: datetime | None, end: datetime | None) -> Document:
+    """The half-open window `start <= timestamp < end`; empty when both ends are open."""
+    window: Document = {}
+    if start is not None:
+        window["$gte"] = start
+    if end is not None:
+        window["$lt"] = end
+    return window
 
 
 def build_filter(query: MetricQuery) -> Document:
@@ -86,11 +97,7 @@ def build_filter(query: MetricQuery) -> Document:
         clauses.append({"name": query.name})
     if query.tags:
         clauses.append({"tags": {"$all": list(query.tags)}})
-    window: Document = {}
-    if query.start is not None:
-        window["$gte"] = query.start
-    if query.end is not None:
-        window["$lt"] = query.end
+    window = time_window(query.start, query.end)
     if window:
         clauses.append({"timestamp": window})
     if query.values.bounded:
@@ -126,16 +133,16 @@ class MongoMetricStore:
         self._metrics = client[database]["metrics"]
 
     async def ensure_indexes(self) -> None:
-        async with _unavailable_when_unreachable("creating indexes"):
+        async with unavailable_when_unreachable("creating indexes"):
             await self._metrics.create_indexes(INDEXES)
 
     async def ping(self) -> None:
-        async with _unavailable_when_unreachable("ping"):
+        async with unavailable_when_unreachable("ping"):
             await self._client.admin.command("ping")
 
     async def insert(self, metrics: Sequence[MetricInput]) -> list[Metric]:
         docs = [to_document(m, ObjectId()) for m in metrics]
-        async with _unavailable_when_unreachable("insert"):
+        async with unavailable_when_unreachable("insert"):
             if len(docs) == 1:
                 await self._metrics.insert_one(docs[0])
             else:
@@ -149,17 +156,17 @@ class MongoMetricStore:
             .sort([("timestamp", direction), ("_id", direction)])
             .limit(query.limit)
         )
-        async with _unavailable_when_unreachable("find"):
+        async with unavailable_when_unreachable("find"):
             return [to_metric(doc) async for doc in cursor]
 
     async def get(self, id_: str) -> Metric | None:
-        async with _unavailable_when_unreachable("find by id"):
+        async with unavailable_when_unreachable("find by id"):
             doc = await self._metrics.find_one({"_id": ObjectId(id_)})
         return None if doc is None else to_metric(doc)
 
     async def replace(self, id_: str, metric: MetricInput) -> tuple[Metric, Metric] | None:
         """Replace and return (before, after), or None when there is no such metric."""
-        async with _unavailable_when_unreachable("replace"):
+        async with unavailable_when_unreachable("replace"):
             before = await self._metrics.find_one_and_replace(
                 {"_id": ObjectId(id_)}, to_document(metric), return_document=ReturnDocument.BEFORE
             )
@@ -168,7 +175,7 @@ class MongoMetricStore:
         return to_metric(before), Metric(id_, metric.name, metric.tags, metric.value, metric.timestamp)
 
     async def delete(self, id_: str) -> Metric | None:
-        async with _unavailable_when_unreachable("delete"):
+        async with unavailable_when_unreachable("delete"):
             doc = await self._metrics.find_one_and_delete({"_id": ObjectId(id_)})
         return None if doc is None else to_metric(doc)
 

@@ -12,7 +12,7 @@ from pymongo.errors import OperationFailure
 from telemetry_server.models.aggregation import AggregateFn, AggregateQuery, Order
 from telemetry_server.models.rollup import Point, Row, rank_rows
 from telemetry_server.ports import OperatorUnsupported
-from telemetry_server.storage.mongo import Document, _unavailable_when_unreachable, value_clause
+from telemetry_server.storage.mongo import Document, time_window, unavailable_when_unreachable, value_clause
 
 # What engines answer for an operator they do not know or implement: MongoDB's InvalidPipelineOperator
 # (168), unknown group operator (15952), unknown expression in $project/$set (31325), unknown stage
@@ -45,11 +45,7 @@ def build_match(query: AggregateQuery) -> Document:
         match["name"] = {"$gte": prefix, "$lt": prefix[:-1] + chr(ord(prefix[-1]) + 1)}
     if query.tags:
         match["tags"] = {"$all": list(query.tags)}
-    window: Document = {}
-    if query.start is not None:
-        window["$gte"] = query.start
-    if query.end is not None:
-        window["$lt"] = query.end
+    window = time_window(query.start, query.end)
     if window:
         match["timestamp"] = window
     if query.values.bounded:
@@ -119,7 +115,7 @@ class MongoAggregationStore:
     async def aggregate(self, query: AggregateQuery, max_rows: int) -> list[Row]:
         pipeline = build_pipeline(query, max_rows)
         try:
-            async with _unavailable_when_unreachable("aggregate"):
+            async with unavailable_when_unreachable("aggregate"):
                 cursor = await self._metrics.aggregate(pipeline)
                 docs = [doc async for doc in cursor]
         except OperationFailure as exc:
@@ -138,13 +134,13 @@ class MongoAggregationStore:
         elif query.group_by is not None:
             projection["tags"] = 1
         cursor = self._metrics.find(build_match(query), projection).limit(max_points + 1)
-        async with _unavailable_when_unreachable("fetch points"):
+        async with unavailable_when_unreachable("fetch points"):
             return [
                 Point(doc["timestamp"], doc["value"], doc.get("name", ""), tuple(doc.get("tags", ())))
                 async for doc in cursor
             ]
 
     async def metric_names(self) -> list[str]:
-        async with _unavailable_when_unreachable("distinct names"):
+        async with unavailable_when_unreachable("distinct names"):
             names: list[str] = await self._metrics.distinct("name")
         return names

@@ -9,7 +9,7 @@ from pymongo import AsyncMongoClient
 from pymongo.errors import DuplicateKeyError
 
 from telemetry_server.auth.keys import ApiKey, Role
-from telemetry_server.storage.mongo import Document, _unavailable_when_unreachable
+from telemetry_server.storage.mongo import Document, unavailable_when_unreachable
 
 COLLECTION = "api_keys"
 
@@ -38,7 +38,7 @@ class MongoKeyStore:
         self._keys = client[database][COLLECTION]
 
     async def add_if_absent(self, key: ApiKey) -> bool:
-        async with _unavailable_when_unreachable("storing a key"):
+        async with unavailable_when_unreachable("storing a key"):
             try:
                 await self._keys.insert_one(to_document(key))
             except DuplicateKeyError:
@@ -46,17 +46,17 @@ class MongoKeyStore:
         return True
 
     async def get(self, key_id: str) -> ApiKey | None:
-        async with _unavailable_when_unreachable("reading a key"):
+        async with unavailable_when_unreachable("reading a key"):
             doc = await self._keys.find_one({"_id": key_id})
         return None if doc is None else to_key(doc)
 
     async def all_keys(self) -> list[ApiKey]:
-        async with _unavailable_when_unreachable("listing keys"):
+        async with unavailable_when_unreachable("listing keys"):
             return [to_key(doc) async for doc in self._keys.find({}).sort("created_at", 1)]
 
     async def revoke(self, key_id: str, at: datetime) -> ApiKey | None:
         """Revoke once: a second revoke keeps the first time."""
-        async with _unavailable_when_unreachable("revoking a key"):
+        async with unavailable_when_unreachable("revoking a key"):
             await self._keys.update_one({"_id": key_id, "revoked_at": None}, {"$set": {"revoked_at": at}})
             doc = await self._keys.find_one({"_id": key_id})
         return None if doc is None else to_key(doc)
