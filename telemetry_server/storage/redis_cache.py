@@ -22,6 +22,15 @@ log = logging.getLogger("telemetry_server.cache")
 # After a failure the cache is skipped for this long, so that reads do not each wait out a timeout.
 _BACKOFF_SECONDS = 1.0
 
+# KEYS: the generation counters a write bumps; ARGV: the channel and the message for every worker's L1.
+# PERF: one command instead of a pipeline of one INCR per key: a group commit of 13 metrics touches ~50
+# keys, and redis-py spends its CPU per command encoded.
+_INVALIDATE = """
+for _, key in ipairs(KEYS) do redis.call('INCR', key) end
+redis.call('PUBLISH', ARGV[1], ARGV[2])
+return #KEYS
+"""
+
 
 def create_redis_client(settings: Settings, *, subscriber: bool = False) -> Redis:
     """One client (and so one pool) per worker, created in the lifespan after the fork; a subscriber's
@@ -56,6 +65,7 @@ class RedisCache:
         self._down_until = 0.0
         self._pending: set[str] = set()
         self.channel = f"{namespace}:invalidate"
+        self._invalidate = client.register_script(_INVALIDATE)
 
     @property
     def available(self) -> bool:
@@ -132,12 +142,9 @@ class RedisCache:
         if not self._pending:
             return True
         dependencies, self._pending = self._pending, set()
+        keys = [self._generation_key(d) for d in dependencies]
         try:
-            async with self._client.pipeline(transaction=False) as pipe:
-                for dependency in dependencies:
-                    pipe.incr(self._generation_key(dependency))
-                pipe.publish(self.channel, orjson.dumps(sorted(dependencies)))
-                await pipe.execute()
+            await self._invalidate(keys=keys, args=[self.channel, orjson.dumps(sorted(dependencies))])
         except RedisError as exc:
             self._pending |= dependencies
             self._failed("invalidate", exc)
