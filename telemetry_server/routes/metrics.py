@@ -8,7 +8,7 @@ from telemetry_server.http.request import Request
 from telemetry_server.http.responses import Response, empty_response, json_response, raw_json_response
 from telemetry_server.http.router import Route
 from telemetry_server.models.metric import parse_metric, parse_metric_batch
-from telemetry_server.models.metric_query import parse_metric_query
+from telemetry_server.models.metric_query import prepare_listing
 from telemetry_server.services.rate_limit import RateLimiter
 from telemetry_server.services.telemetry_service import MetricService
 
@@ -39,8 +39,8 @@ class MetricResource:
 
     async def search(self, request: Request) -> Response:
         settings = self._settings
-        query = parse_metric_query(request.query, settings.default_page_size, settings.max_page_size)
-        body, hit = await self._service.list_json(query)
+        listing = prepare_listing(request.query_string, settings.default_page_size, settings.max_page_size)
+        body, hit = await self._service.list_json(listing)
         return raw_json_response(body, headers=_CACHE_HIT if hit else _CACHE_MISS)
 
     async def get(self, request: Request) -> Response:

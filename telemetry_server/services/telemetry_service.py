@@ -9,9 +9,9 @@ from datetime import UTC, datetime
 import orjson
 
 from telemetry_server.errors import NotFound
-from telemetry_server.models.cache_dependency import read_dependency, write_dependencies
+from telemetry_server.models.cache_dependency import write_dependencies
 from telemetry_server.models.metric import Metric, MetricInput
-from telemetry_server.models.metric_query import Cursor, MetricQuery, is_object_id
+from telemetry_server.models.metric_query import Cursor, PreparedListing, is_object_id
 from telemetry_server.ports import MetricStore, QueryCache
 from telemetry_server.services.group_commit import GroupCommitter
 from telemetry_server.services.single_flight import SingleFlight
@@ -80,10 +80,10 @@ class MetricService:
         """Store every write still gathering (graceful shutdown)."""
         await self._committer.drain()
 
-    async def list_json(self, query: MetricQuery) -> tuple[bytes, bool]:
+    async def list_json(self, listing: PreparedListing) -> tuple[bytes, bool]:
         """The listing's JSON body, and whether it came from a cache."""
-        key = query.cache_key()
-        lookup = await self._cache.lookup(read_dependency(query.name, query.tags), key)
+        query, key = listing.query, listing.cache_key
+        lookup = await self._cache.lookup(listing.dependency, key)
         if lookup.value is not None:
             return lookup.value, True
 

@@ -10,7 +10,14 @@ import orjson
 import pytest
 
 from telemetry_server.errors import ValidationFailed
-from telemetry_server.models.metric_query import Cursor, MetricQuery, SortOrder, is_object_id, parse_metric_query
+from telemetry_server.models.metric_query import (
+    Cursor,
+    MetricQuery,
+    SortOrder,
+    is_object_id,
+    parse_metric_query,
+    prepare_listing,
+)
 from telemetry_server.models.timestamps import EARLIEST
 
 ID = "0123456789abcdef01234567"
@@ -253,3 +260,19 @@ def test_one_query_spelled_two_ways_has_one_cache_key(one: str, other: str) -> N
 )
 def test_different_queries_have_different_cache_keys(one: str, other: str) -> None:
     assert parse(one).cache_key() != parse(other).cache_key()
+
+
+def test_prepared_listings_are_the_parsed_query_with_its_cache_key_and_dependency() -> None:
+    short = prepare_listing("name=cpu&tag=region:eu&tag=host:a", 100, 1000)
+    assert short.query == parse("name=cpu&tag=host:a&tag=region:eu")
+    assert short.cache_key == short.query.cache_key()
+    assert short.dependency == "n:cpu|t:host:a"
+    assert prepare_listing("name=cpu&tag=region:eu&tag=host:a", 100, 1000) is short  # remembered
+    long_one = "name=cpu&" + "&".join(f"tag=k{i}:{'v' * 20}" for i in range(30))
+    assert prepare_listing(long_one, 100, 1000) == prepare_listing(long_one, 100, 1000)
+
+
+def test_a_query_that_does_not_parse_is_refused_every_time() -> None:
+    for _ in range(2):
+        with pytest.raises(ValidationFailed):
+            prepare_listing("limit=0", 100, 1000)
