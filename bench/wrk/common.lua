@@ -29,6 +29,19 @@ function M.share(records, index, count)
   return mine
 end
 
+-- Requests sent in turn, over and over: fill() them in init(), hand next to wrk as request().
+function M.rotation()
+  local rotation = { requests = {}, position = 0 }
+  function rotation.fill(requests, start)
+    rotation.requests, rotation.position = requests, (start or 0) % #requests
+  end
+  function rotation.next()
+    rotation.position = rotation.position % #rotation.requests + 1
+    return rotation.requests[rotation.position]
+  end
+  return rotation
+end
+
 local threads = {}
 local thread_count = 0
 

@@ -2,21 +2,19 @@
 -- Used for cached GET /metrics, uncached GET /metrics, GET /metrics/{id}, /metrics/aggregate, /query,
 -- and InfluxDB's /query.
 local common = dofile(os.getenv("BENCH_WRK_DIR") .. "/common.lua")
-local requests = {}
-local position = 0
+local rotation = common.rotation()
 
 setup = common.setup
 
 function init(args)
   local mine = common.share(common.read_records(args[1]), thread_index, tonumber(args[2]) or 1)
+  local requests = {}
   for i, path in ipairs(mine) do
     requests[i] = wrk.format("GET", path)
   end
+  rotation.fill(requests)
 end
 
-function request()
-  position = position % #requests + 1
-  return requests[position]
-end
+request = rotation.next
 
 done = common.done
