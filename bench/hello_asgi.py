@@ -33,25 +33,21 @@ async def app(scope: dict[str, Any], receive: Any, send: Any) -> None:
 
 def main() -> None:
     from granian import Granian
-    from granian.constants import Interfaces, Loops
+
+    from telemetry_server.cli import granian_options
 
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--port", type=int, required=True)
     parser.add_argument("--workers", type=int, default=1)
     args = parser.parse_args()
-    # Mirrors telemetry_server.cli.serve: keep the two in step, or the ratio means nothing.
+    # The server's own Granian options, so the ceiling is measured the way the server runs.
     Granian(
         "bench.hello_asgi:app",
         address="127.0.0.1",
         port=args.port,
-        interface=Interfaces.ASGI,
-        loop=Loops.uvloop,
         workers=args.workers,
-        websockets=False,
-        backlog=2048,
         log_level="warning",  # type: ignore[arg-type]
-        respawn_failed_workers=True,
-        workers_kill_timeout=30,
+        **granian_options(),
     ).serve()
 
 

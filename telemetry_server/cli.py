@@ -43,10 +43,23 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 1
 
 
+def granian_options() -> dict[str, Any]:
+    """How Granian runs our app; bench/hello_asgi.py runs its ceiling reference with the same."""
+    from granian.constants import Interfaces, Loops
+
+    return {
+        "interface": Interfaces.ASGI,
+        "loop": Loops.uvloop,
+        "websockets": False,
+        "backlog": 2048,
+        "respawn_failed_workers": True,
+        "workers_kill_timeout": 30,
+    }
+
+
 def serve(settings: Settings, environ: dict[str, str]) -> int:
     """Run Granian with uvloop and N ASGI workers; start embedded engines for unset URIs in local/dev/test."""
     from granian import Granian
-    from granian.constants import Interfaces, Loops
     from granian.http import HTTP1Settings
 
     with contextlib.ExitStack() as stack:
@@ -68,14 +81,9 @@ def serve(settings: Settings, environ: dict[str, str]) -> int:
             factory=True,
             address=settings.host,
             port=settings.port,
-            interface=Interfaces.ASGI,
-            loop=Loops.uvloop,
             workers=settings.workers,
-            websockets=False,
-            backlog=2048,
             log_level=settings.log_level,  # type: ignore[arg-type]
-            respawn_failed_workers=True,
-            workers_kill_timeout=30,
+            **granian_options(),
             # Slow or oversized request heads are cut off by the server before the app sees them.
             http1_settings=HTTP1Settings(
                 header_read_timeout=settings.http_header_timeout_ms,
