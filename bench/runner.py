@@ -76,6 +76,12 @@ class Progress:
         print(f"[{time.monotonic() - self.begun:6.1f}s] {message}", file=sys.stderr, flush=True)
 
 
+def _scenarios(files: Files, options: Options) -> list[Scenario]:
+    return build_scenarios(
+        files, options.duration_s, options.connections, options.batch_connections, options.batch_size, options.threads
+    )
+
+
 def run(options: Options) -> dict[str, Any]:
     progress = Progress()
     if not wrk_available():
@@ -211,14 +217,7 @@ def _run_server(
         files = _files(data, probes, influx=False)
         for path in workload.cached_paths():  # fill the cache before the cached scenario
             request(server.port, "GET", path)
-        for scenario in build_scenarios(
-            files,
-            options.duration_s,
-            options.connections,
-            options.batch_connections,
-            options.batch_size,
-            options.threads,
-        ):
+        for scenario in _scenarios(files, options):
             if not options.wants(scenario.name):
                 continue
             if scenario.name == "delete":
@@ -394,14 +393,7 @@ def _run_influx(
         files = _files(data, {}, influx=True)
         hello = results["runs"][0]["hello"] if results["runs"] else {}
         insert_many = results.get("references", {}).get("insert_many", {})
-        for scenario in build_scenarios(
-            files,
-            options.duration_s,
-            options.connections,
-            options.batch_connections,
-            options.batch_size,
-            options.threads,
-        ):
+        for scenario in _scenarios(files, options):
             if scenario.target is Target.INFLUX and options.wants(scenario.name):
                 out["scenarios"][scenario.name] = _run_scenario(
                     scenario, influx.url, options, progress, hello, insert_many, None
