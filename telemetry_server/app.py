@@ -171,10 +171,10 @@ class App:
             if route not in _UNLIMITED_ROUTES and components.limiter.enabled:
                 quota_headers = (await components.limiter.admit(request.client_id)).headers()
             response = await handler(request)
-            response.headers += quota_headers
         except Exception as exc:
             response = problem_response(exc, f"{self._id_prefix}-{next(self._request_ids):x}")
-        await send_response(send, response)
+            quota_headers = []  # a refusal carries its own (a 429 its quota)
+        await send_response(send, response, quota_headers)
         self.stats.observe_request(route, response.status, (time.perf_counter() - started) * 1000)
 
     async def startup(self) -> None:

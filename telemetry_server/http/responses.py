@@ -36,8 +36,9 @@ def empty_response(status: int = 204) -> Response:
     return Response(status, b"", None)
 
 
-async def send_response(send: Send, response: Response) -> None:
-    headers = [(_CONTENT_LENGTH, str(len(response.body)).encode()), *response.headers]
+async def send_response(send: Send, response: Response, extra_headers: Sequence[tuple[bytes, bytes]] = ()) -> None:
+    """Responses are never changed here, so a handler may return a shared constant one."""
+    headers = [(_CONTENT_LENGTH, str(len(response.body)).encode()), *response.headers, *extra_headers]
     if response.content_type is not None:
         headers.append((_CONTENT_TYPE, response.content_type))
     await send({"type": "http.response.start", "status": response.status, "headers": headers})
