@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 import orjson
@@ -16,20 +16,22 @@ _CONTENT_TYPE = b"content-type"
 _CONTENT_LENGTH = b"content-length"
 
 
-@dataclass(slots=True)
+@dataclass(frozen=True, slots=True)
 class Response:
+    """Frozen, headers included, so that a handler may return one shared constant response."""
+
     status: int = 200
     body: bytes = b""
     content_type: bytes | None = JSON
-    headers: list[tuple[bytes, bytes]] = field(default_factory=list)
+    headers: Sequence[tuple[bytes, bytes]] = ()
 
 
 def json_response(data: Any, status: int = 200, headers: Sequence[tuple[bytes, bytes]] = ()) -> Response:
-    return Response(status, orjson.dumps(data), JSON, list(headers))
+    return Response(status, orjson.dumps(data), JSON, tuple(headers))
 
 
 def raw_json_response(body: bytes, status: int = 200, headers: Sequence[tuple[bytes, bytes]] = ()) -> Response:
-    return Response(status, body, JSON, list(headers))
+    return Response(status, body, JSON, tuple(headers))
 
 
 def empty_response(status: int = 204) -> Response:
@@ -37,7 +39,7 @@ def empty_response(status: int = 204) -> Response:
 
 
 async def send_response(send: Send, response: Response, extra_headers: Sequence[tuple[bytes, bytes]] = ()) -> None:
-    """Responses are never changed here, so a handler may return a shared constant one."""
+    """`extra_headers` go out beside the response's own, which are never changed."""
     headers = [(_CONTENT_LENGTH, str(len(response.body)).encode()), *response.headers, *extra_headers]
     if response.content_type is not None:
         headers.append((_CONTENT_TYPE, response.content_type))
