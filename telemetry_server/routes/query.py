@@ -9,8 +9,11 @@ from telemetry_server.http.request import Request
 from telemetry_server.http.responses import Response, json_response
 from telemetry_server.http.router import Route
 from telemetry_server.models.aggregation import AGGREGATE_PATH, parse_aggregate_query
+from telemetry_server.models.metric_query import collect_params
 from telemetry_server.models.time_words import load_zone
 from telemetry_server.services.query_service import QueryService
+
+_PROMPT_PARAMS = frozenset({"prompt", "tz"})
 
 
 class QueryResource:
@@ -36,21 +39,18 @@ class QueryResource:
 def parse_prompt_params(params: Sequence[tuple[str, str]]) -> tuple[str, str]:
     """`prompt` (required, once) and `tz` (an IANA zone, UTC by default)."""
     errors: list[FieldError] = []
-    found: dict[str, str] = {}
-    for key, value in params:
-        if key not in ("prompt", "tz"):
-            errors.append(FieldError(key[:64], "is not a known parameter (allowed: prompt, tz)"))
-        elif key in found:
-            errors.append(FieldError(key, "may be given only once"))
-        else:
-            found[key] = value
+
+    def fail(field_name: str, message: str) -> None:
+        errors.append(FieldError(field_name, message))
+
+    found, _ = collect_params(params, _PROMPT_PARAMS, fail)
     if "prompt" not in found:
-        errors.append(FieldError("prompt", "is required, e.g. ?prompt=average cpu.load over the last hour"))
+        fail("prompt", "is required, e.g. ?prompt=average cpu.load over the last hour")
     tz = found.get("tz", "UTC")
     try:
         tz = load_zone(tz).key
     except ValueError as exc:
-        errors.append(FieldError("tz", str(exc)))
+        fail("tz", str(exc))
     if errors:
         raise ValidationFailed(errors)
     return found["prompt"], tz
