@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from typing import Any, Protocol
 
 from telemetry_server.auth.guard import AccessGuard
+from telemetry_server.auth.policy import Access
 from telemetry_server.config import Settings
 from telemetry_server.errors import StorageUnavailable
 from telemetry_server.http.problems import problem_response
@@ -39,8 +40,6 @@ from telemetry_server.services.telemetry_service import MetricService, WritePoli
 log = logging.getLogger("telemetry_server")
 
 _INDEX_RETRY_SECONDS = 2.0
-# Probes and scrapes are never rate limited.
-_UNLIMITED_ROUTES = frozenset({"healthz", "readyz", "internal_metrics"})
 
 
 class SubscribableCache(QueryCache, Protocol):
@@ -88,7 +87,7 @@ async def open_backends(settings: Settings, stats: Stats) -> Backends:
 class Components:
     """What one worker runs, built from its backends in the lifespan."""
 
-    router: Router
+    router: Router[Access]
     metrics: MetricService
     cache: TwoLevelCache
     limiter: RateLimiter
@@ -121,16 +120,14 @@ def build_components(backends: Backends, settings: Settings, stats: Stats) -> Co
             concurrency=settings.query_concurrency,
             timeout_seconds=settings.query_timeout_ms / 1000,
         )
-    router = Router(
-        [
-            *HealthResource(backends.store, cache).routes(),
-            *MetricResource(metrics, limiter, settings).routes(),
-            *StatsResource(stats_service).routes(),
-            *OpenApiResource().routes(),
-            *(KeyResource(ApiKeyService(backends.keys)).routes() if backends.keys is not None else []),
-            *(QueryResource(queries).routes() if queries is not None else []),
-        ]
-    )
+    routes = [
+        *HealthResource(backends.store, cache).routes(),
+        *MetricResource(metrics, limiter, settings).routes(),
+        *(QueryResource(queries).routes() if queries is not None else []),
+        *StatsResource(stats_service).routes(),
+        *(KeyResource(ApiKeyService(backends.keys)).routes() if backends.keys is not None else []),
+    ]
+    router = Router([*routes, *OpenApiResource(routes).routes()])
     return Components(router, metrics, cache, limiter, stats_service)
 
 
@@ -160,22 +157,23 @@ class App:
         request = Request(
             scope, receive, settings.max_body_bytes, settings.max_json_depth, settings.http_body_timeout_ms / 1000
         )
-        route = "unmatched"
+        name = "unmatched"
         quota_headers: list[tuple[bytes, bytes]] = []
         try:
             components = self._components
             if components is None:
                 raise StorageUnavailable("the server is starting")
-            handler, route, request.params = components.router.resolve(request.method, request.path)
-            await self._guard.authorize(request, route)  # first: the rate limiter counts per key
-            if route not in _UNLIMITED_ROUTES and components.limiter.enabled:
+            route, request.params = components.router.resolve(request.method, request.path)
+            name = route.name
+            await self._guard.authorize(request, name)  # first: the rate limiter counts per key
+            if route.rate_limited and components.limiter.enabled:
                 quota_headers = (await components.limiter.admit(request.client_id)).headers()
-            response = await handler(request)
+            response = await route.handler(request)
         except Exception as exc:
             response = problem_response(exc, f"{self._id_prefix}-{next(self._request_ids):x}")
             quota_headers = []  # a refusal carries its own (a 429 its quota)
         await send_response(send, response, quota_headers)
-        self.stats.observe_request(route, response.status, (time.perf_counter() - started) * 1000)
+        self.stats.observe_request(name, response.status, (time.perf_counter() - started) * 1000)
 
     async def startup(self) -> None:
         self._backends = backends = await self._backends_factory(self.settings, self.stats)

@@ -8,7 +8,7 @@ from collections.abc import Callable, Iterable
 from datetime import UTC, datetime
 
 from telemetry_server.auth.keys import ApiKey, PresentedKey, Role, parse_authorization, parse_key
-from telemetry_server.auth.policy import required_roles
+from telemetry_server.auth.policy import Access, required_roles
 from telemetry_server.config import Settings
 from telemetry_server.errors import AuthenticationRequired, ConfigurationError, Forbidden
 from telemetry_server.http.request import Request
@@ -44,7 +44,7 @@ class AccessGuard:
         self._required: dict[str, Role | None] = {}
         self._cache: dict[str, tuple[float, ApiKey | None]] = {}
 
-    def start(self, keys: KeyStore | None, routes: Iterable[Route]) -> None:
+    def start(self, keys: KeyStore | None, routes: Iterable[Route[Access]]) -> None:
         if self.enabled and keys is None:
             raise ConfigurationError("AUTH_ENABLED", "authentication needs a key store (MongoDB)")
         self._keys = keys

@@ -1,16 +1,21 @@
-"""Path routing: static paths by dict lookup, parameter paths compiled once into regular expressions."""
+"""The route table and path routing: static paths by dict lookup, parameter paths compiled once into patterns."""
 
 from __future__ import annotations
 
 import re
 from collections.abc import Awaitable, Callable, Iterable
-from dataclasses import dataclass, field
+from dataclasses import KW_ONLY, dataclass
+from typing import Generic, TypeVar
 
 from telemetry_server.errors import MethodNotAllowed, NotFound
+from telemetry_server.http.operation import Operation
 from telemetry_server.http.request import Request
 from telemetry_server.http.responses import Response
 
 Handler = Callable[[Request], Awaitable[Response]]
+# What a caller needs to use a route. The router only carries it and auth/policy gives it meaning, so that
+# http/ depends on nothing in auth/.
+RoleT = TypeVar("RoleT")
 
 _PARAM = re.compile(r"{([a-zA-Z_][a-zA-Z0-9_]*)}")
 
@@ -27,42 +32,49 @@ def compile_path(path: str) -> re.Pattern[str] | None:
 
 
 @dataclass(frozen=True, slots=True)
-class Route:
+class Route(Generic[RoleT]):
+    """One endpoint, declared beside its handler. The auth policy, the rate limiter and the OpenAPI document
+    are derived from these declarations; the role has no default, so no route is open by omission."""
+
     path: str
     methods: tuple[str, ...]
     handler: Handler
-    name: str = ""
+    name: str  # unique: the operationId, and the label in logs and statistics
+    _: KW_ONLY
+    role: RoleT
+    operation: Operation
+    rate_limited: bool = True
 
 
-@dataclass(slots=True)
-class _Methods:
-    handlers: dict[str, tuple[Handler, str]] = field(default_factory=dict)
+class Router(Generic[RoleT]):
+    """Resolves (method, path) to a route and path parameters, or raises NotFound / MethodNotAllowed."""
 
-
-class Router:
-    """Resolves (method, path) to a handler and path parameters, or raises NotFound / MethodNotAllowed."""
-
-    def __init__(self, routes: Iterable[Route]) -> None:
+    def __init__(self, routes: Iterable[Route[RoleT]]) -> None:
         self.routes = list(routes)
-        self._static: dict[str, _Methods] = {}
-        self._dynamic: list[tuple[re.Pattern[str], _Methods]] = []
-        by_pattern: dict[str, _Methods] = {}
+        # path (or pattern) → method → route
+        self._static: dict[str, dict[str, Route[RoleT]]] = {}
+        self._dynamic: list[tuple[re.Pattern[str], dict[str, Route[RoleT]]]] = []
+        by_pattern: dict[str, dict[str, Route[RoleT]]] = {}
+        names: set[str] = set()
         for route in self.routes:
+            if route.name in names:
+                raise ValueError(f"duplicate route name {route.name}")
+            names.add(route.name)
             regex = compile_path(route.path)
             if regex is None:
-                methods = self._static.setdefault(route.path, _Methods())
+                methods = self._static.setdefault(route.path, {})
             elif regex.pattern in by_pattern:
                 methods = by_pattern[regex.pattern]
             else:
-                methods = by_pattern[regex.pattern] = _Methods()
+                methods = by_pattern[regex.pattern] = {}
                 self._dynamic.append((regex, methods))
             for method in route.methods:
-                if method in methods.handlers:
+                if method in methods:
                     raise ValueError(f"duplicate route {method} {route.path}")
-                methods.handlers[method] = (route.handler, route.name or route.path)
+                methods[method] = route
 
-    def resolve(self, method: str, path: str) -> tuple[Handler, str, dict[str, str]]:
-        """Return (handler, route name, path parameters)."""
+    def resolve(self, method: str, path: str) -> tuple[Route[RoleT], dict[str, str]]:
+        """Return (route, path parameters)."""
         params: dict[str, str] = {}
         methods = self._static.get(path)
         if methods is None:
@@ -73,7 +85,7 @@ class Router:
                     break
             else:
                 raise NotFound(f"no resource at {path}")
-        found = methods.handlers.get(method)
-        if found is None:
-            raise MethodNotAllowed(list(methods.handlers))
-        return found[0], found[1], params
+        route = methods.get(method)
+        if route is None:
+            raise MethodNotAllowed(list(methods))
+        return route, params

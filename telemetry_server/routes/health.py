@@ -2,13 +2,27 @@
 
 from __future__ import annotations
 
+from telemetry_server.auth.policy import OPEN, Access
 from telemetry_server.errors import StorageUnavailable
+from telemetry_server.http.operation import Operation
 from telemetry_server.http.request import Request
 from telemetry_server.http.responses import Response, json_response
 from telemetry_server.http.router import Route
+from telemetry_server.openapi import json_content, ref
 from telemetry_server.ports import MetricStore, QueryCache
 
 _ALIVE = json_response({"status": "ok"})
+_LIVENESS = Operation(
+    "Liveness: the process answers.",
+    {200: ("Alive.", json_content({"type": "object", "properties": {"status": {"const": "ok"}}}))},
+)
+_READINESS = Operation(
+    "Readiness: MongoDB answers (Redis is reported, not required).",
+    {
+        200: ("Ready.", json_content(ref("Readiness"))),
+        503: ("MongoDB is unreachable.", json_content(ref("Readiness"))),
+    },
+)
 
 
 class HealthResource:
@@ -31,8 +45,9 @@ class HealthResource:
         body = {"status": "ready" if ready else "unavailable", "mongo": mongo, "redis": redis}
         return json_response(body, 200 if ready else 503, [] if ready else [(b"retry-after", b"1")])
 
-    def routes(self) -> list[Route]:
+    def routes(self) -> list[Route[Access]]:
+        # Probes come without keys and must never be refused for being frequent.
         return [
-            Route("/healthz", ("GET",), self.alive, "healthz"),
-            Route("/readyz", ("GET",), self.ready, "readyz"),
+            Route("/healthz", ("GET",), self.alive, "healthz", role=OPEN, rate_limited=False, operation=_LIVENESS),
+            Route("/readyz", ("GET",), self.ready, "readyz", role=OPEN, rate_limited=False, operation=_READINESS),
         ]

@@ -2,18 +2,74 @@
 
 from __future__ import annotations
 
+from telemetry_server.auth.keys import Role
+from telemetry_server.auth.policy import Access
 from telemetry_server.config import Settings
 from telemetry_server.errors import FieldError, ValidationFailed
+from telemetry_server.http.operation import Operation
 from telemetry_server.http.request import Request
 from telemetry_server.http.responses import Response, empty_response, json_response, raw_json_response
 from telemetry_server.http.router import Route
 from telemetry_server.models.metric import parse_metric, parse_metric_batch
 from telemetry_server.models.metric_query import prepare_listing
+from telemetry_server.openapi import (
+    BODY_ERRORS,
+    BY_ID_ERRORS,
+    FROM_PARAM,
+    ID_PARAM,
+    NAME_PARAM,
+    READ_ERRORS,
+    TAG_PARAM,
+    TO_PARAM,
+    VALUE_RANGE_PARAMS,
+    json_content,
+    ref,
+    text_param,
+)
 from telemetry_server.services.rate_limit import RateLimiter
 from telemetry_server.services.telemetry_service import MetricService
 
 _CACHE_HIT = [(b"x-cache", b"hit")]
 _CACHE_MISS = [(b"x-cache", b"miss")]
+
+_LIST = Operation(
+    "List metrics, newest first, a page at a time.",
+    {200: ("A page of metrics.", json_content(ref("MetricPage")))},
+    READ_ERRORS,
+    parameters=[
+        NAME_PARAM,
+        TAG_PARAM,
+        FROM_PARAM,
+        TO_PARAM,
+        {
+            "name": "limit",
+            "in": "query",
+            "description": "Page size, up to MAX_PAGE_SIZE (default DEFAULT_PAGE_SIZE).",
+            "schema": {"type": "integer", "minimum": 1},
+        },
+        {"name": "sort", "in": "query", "schema": {"type": "string", "enum": ["desc", "asc"]}},
+        text_param("cursor", "The `next` of the previous page."),
+        text_param("filters", 'A JSON object: {"name": ..., "tags": [...], "from": ..., "to": ...}.'),
+        *VALUE_RANGE_PARAMS,
+    ],
+)
+_CREATE = Operation(
+    "Store one metric, or a batch (up to MAX_BATCH_SIZE) all or nothing.",
+    {201: ("Stored.", json_content({"oneOf": [ref("Metric"), ref("BatchCreated")]}))},
+    BODY_ERRORS,
+    body={"oneOf": [ref("MetricInput"), {"type": "array", "items": ref("MetricInput"), "minItems": 1}]},
+)
+_GET = Operation(
+    "Read one metric.", {200: ("The metric.", json_content(ref("Metric")))}, BY_ID_ERRORS, parameters=[ID_PARAM]
+)
+_REPLACE = Operation(
+    "Replace one metric (the body may repeat the id).",
+    {200: ("The metric as stored.", json_content(ref("Metric")))},
+    (*BODY_ERRORS, 404),
+    parameters=[ID_PARAM],
+    body=ref("MetricInput"),
+)
+_DELETE = Operation("Delete one metric.", {204: ("Deleted.", None)}, BY_ID_ERRORS, parameters=[ID_PARAM])
 
 
 class MetricResource:
@@ -56,11 +112,11 @@ class MetricResource:
         await self._service.delete(request.params["id"])
         return empty_response(204)
 
-    def routes(self) -> list[Route]:
+    def routes(self) -> list[Route[Access]]:
         return [
-            Route("/metrics", ("GET",), self.search, "list_metrics"),
-            Route("/metrics", ("POST",), self.create, "create_metrics"),
-            Route("/metrics/{id}", ("GET",), self.get, "get_metric"),
-            Route("/metrics/{id}", ("PUT",), self.replace, "replace_metric"),
-            Route("/metrics/{id}", ("DELETE",), self.delete, "delete_metric"),
+            Route("/metrics", ("GET",), self.search, "list_metrics", role=Role.READ, operation=_LIST),
+            Route("/metrics", ("POST",), self.create, "create_metrics", role=Role.WRITE, operation=_CREATE),
+            Route("/metrics/{id}", ("GET",), self.get, "get_metric", role=Role.READ, operation=_GET),
+            Route("/metrics/{id}", ("PUT",), self.replace, "replace_metric", role=Role.WRITE, operation=_REPLACE),
+            Route("/metrics/{id}", ("DELETE",), self.delete, "delete_metric", role=Role.WRITE, operation=_DELETE),
         ]

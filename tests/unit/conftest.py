@@ -5,12 +5,14 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, cast
 
 import pytest
 
-from telemetry_server.app import App, Backends
+from telemetry_server.app import App, Backends, build_components
+from telemetry_server.auth.policy import Access
 from telemetry_server.config import Settings
+from telemetry_server.http.router import Route
 from telemetry_server.services.stats import Stats
 from tests.asgi import AppClient, Lifespan
 from tests.fakes import InMemoryMetricStore, InMemoryQueryCache, InMemoryTokenSource
@@ -71,3 +73,16 @@ def make_app(runner: asyncio.Runner) -> Iterator[AppFactory]:
 @pytest.fixture
 def harness(make_app: AppFactory) -> Harness:
     return make_app()
+
+
+@pytest.fixture
+def app_routes() -> list[Route[Access]]:
+    """Every route the app can serve: with a key store and an aggregation store (held, never called here)."""
+    backends = Backends(
+        InMemoryMetricStore(),
+        InMemoryQueryCache(),
+        InMemoryTokenSource(),
+        keys=cast(Any, object()),
+        aggregations=cast(Any, object()),
+    )
+    return build_components(backends, Settings(), Stats()).router.routes

@@ -10,8 +10,10 @@ import pytest
 
 from telemetry_server.auth.guard import KEY_ID_SCOPE, AccessGuard
 from telemetry_server.auth.keys import ApiKey, Role, generate_key
+from telemetry_server.auth.policy import OPEN, Access
 from telemetry_server.config import Settings
 from telemetry_server.errors import AuthenticationRequired, ConfigurationError, Forbidden, NotFound
+from telemetry_server.http.operation import Operation
 from telemetry_server.http.request import Request
 from telemetry_server.http.responses import Response
 from telemetry_server.http.router import Route
@@ -52,11 +54,12 @@ async def _handler(_: Request) -> Response:
     return Response()
 
 
-ROUTES = [
-    Route("/healthz", ("GET",), _handler, "healthz"),
-    Route("/metrics", ("GET",), _handler, "list_metrics"),
-    Route("/metrics", ("POST",), _handler, "create_metrics"),
-    Route("/admin/keys", ("GET",), _handler, "list_keys"),
+_DESCRIBED = Operation("a test route", {200: ("OK.", None)})
+ROUTES: list[Route[Access]] = [
+    Route("/healthz", ("GET",), _handler, "healthz", role=OPEN, operation=_DESCRIBED),
+    Route("/metrics", ("GET",), _handler, "list_metrics", role=Role.READ, operation=_DESCRIBED),
+    Route("/metrics", ("POST",), _handler, "create_metrics", role=Role.WRITE, operation=_DESCRIBED),
+    Route("/admin/keys", ("GET",), _handler, "list_keys", role=Role.ADMIN, operation=_DESCRIBED),
 ]
 
 

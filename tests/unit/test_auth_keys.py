@@ -1,4 +1,4 @@
-"""Keys as pure data: format, hashing, header parsing, roles, the admin request body, the route policy."""
+"""Keys as pure data: format, hashing, header parsing, roles, the admin request body."""
 
 from __future__ import annotations
 
@@ -15,10 +15,7 @@ from telemetry_server.auth.keys import (
     parse_key,
     parse_key_request,
 )
-from telemetry_server.auth.policy import required_roles
 from telemetry_server.errors import ValidationFailed
-from telemetry_server.http.responses import Response
-from telemetry_server.http.router import Route
 
 NOW = datetime(2026, 11, 27, tzinfo=UTC)
 
@@ -93,30 +90,3 @@ def test_key_requests_are_validated() -> None:
     for bad in ({}, {"role": "root"}, {"role": ["admin"]}, {"role": "read", "name": 5}, {"role": "read", "x": 1}, []):
         with pytest.raises(ValidationFailed):
             parse_key_request(bad)
-
-
-async def _handler(_: object) -> Response:
-    return Response()
-
-
-def test_route_policy_names_every_route_and_fails_closed() -> None:
-    routes = [
-        Route("/healthz", ("GET",), _handler, "healthz"),
-        Route("/metrics", ("GET",), _handler, "list_metrics"),
-        Route("/metrics", ("POST",), _handler, "create_metrics"),
-        Route("/query", ("POST",), _handler, "query_prompt"),
-        Route("/admin/keys", ("GET",), _handler, "list_keys"),
-        Route("/something", ("GET",), _handler, "new_reader"),
-        Route("/something", ("PATCH",), _handler, "new_writer"),
-        Route("/admin/other", ("GET",), _handler, "new_admin_page"),
-    ]
-    assert required_roles(routes) == {
-        "healthz": None,
-        "list_metrics": Role.READ,
-        "create_metrics": Role.WRITE,
-        "query_prompt": Role.READ,
-        "list_keys": Role.ADMIN,
-        "new_reader": Role.READ,
-        "new_writer": Role.WRITE,
-        "new_admin_page": Role.ADMIN,
-    }

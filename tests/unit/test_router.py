@@ -1,4 +1,4 @@
-"""The router: static and parameter paths, 404 and 405 with the allowed methods."""
+"""The router: static and parameter paths, 404 and 405 with the allowed methods, and what a route declares."""
 
 from __future__ import annotations
 
@@ -7,9 +7,10 @@ import re
 import pytest
 
 from telemetry_server.errors import MethodNotAllowed, NotFound
+from telemetry_server.http.operation import Operation
 from telemetry_server.http.request import Request
 from telemetry_server.http.responses import Response, empty_response
-from telemetry_server.http.router import Route, Router, compile_path
+from telemetry_server.http.router import Handler, Route, Router, compile_path
 
 
 async def list_metrics(request: Request) -> Response:
@@ -28,14 +29,18 @@ async def get_series(request: Request) -> Response:
     return empty_response(200)
 
 
+def route(path: str, methods: tuple[str, ...], handler: Handler, name: str, role: str = "reader") -> Route[str]:
+    return Route(path, methods, handler, name, role=role, operation=Operation(name, {200: ("OK.", None)}))
+
+
 @pytest.fixture
-def router() -> Router:
+def router() -> Router[str]:
     return Router(
         [
-            Route("/metrics", ("GET",), list_metrics, "list"),
-            Route("/metrics", ("POST",), create_metrics, "create"),
-            Route("/metrics/{id}", ("GET", "DELETE"), get_metric, "one"),
-            Route("/series/{name}/points/{at}", ("GET",), get_series),
+            route("/metrics", ("GET",), list_metrics, "list"),
+            route("/metrics", ("POST",), create_metrics, "create", "writer"),
+            route("/metrics/{id}", ("GET", "DELETE"), get_metric, "one"),
+            route("/series/{name}/points/{at}", ("GET",), get_series, "series"),
         ]
     )
 
@@ -61,28 +66,34 @@ def test_compile_path_escapes_the_literal_parts() -> None:
     assert not pattern.match("/aXb/1")
 
 
-def test_static_route_by_method(router: Router) -> None:
-    assert router.resolve("GET", "/metrics") == (list_metrics, "list", {})
-    assert router.resolve("POST", "/metrics") == (create_metrics, "create", {})
+def test_static_route_by_method(router: Router[str]) -> None:
+    found, params = router.resolve("POST", "/metrics")
+
+    assert (found.handler, found.name, found.role, params) == (create_metrics, "create", "writer", {})
+    assert router.resolve("GET", "/metrics")[0].handler is list_metrics
 
 
-def test_parameter_route(router: Router) -> None:
-    assert router.resolve("DELETE", "/metrics/abc") == (get_metric, "one", {"id": "abc"})
+def test_parameter_route(router: Router[str]) -> None:
+    found, params = router.resolve("DELETE", "/metrics/abc")
+
+    assert (found.handler, found.name, params) == (get_metric, "one", {"id": "abc"})
 
 
-def test_unnamed_route_is_named_by_its_path(router: Router) -> None:
-    handler, name, params = router.resolve("GET", "/series/cpu/points/1")
+def test_every_parameter_is_passed(router: Router[str]) -> None:
+    assert router.resolve("GET", "/series/cpu/points/1")[1] == {"name": "cpu", "at": "1"}
 
-    assert (handler, name, params) == (get_series, "/series/{name}/points/{at}", {"name": "cpu", "at": "1"})
+
+def test_a_route_is_rate_limited_unless_it_says_otherwise() -> None:
+    assert route("/metrics", ("GET",), list_metrics, "list").rate_limited
 
 
 @pytest.mark.parametrize("path", ["/", "/nope", "/metrics/", "/metrics/a/b", "/metricsx", "/series/cpu/points/"])
-def test_unknown_path_is_not_found(router: Router, path: str) -> None:
+def test_unknown_path_is_not_found(router: Router[str], path: str) -> None:
     with pytest.raises(NotFound):
         router.resolve("GET", path)
 
 
-def test_known_path_with_another_method_lists_the_allowed_ones(router: Router) -> None:
+def test_known_path_with_another_method_lists_the_allowed_ones(router: Router[str]) -> None:
     with pytest.raises(MethodNotAllowed) as caught:
         router.resolve("PUT", "/metrics")
 
@@ -91,25 +102,33 @@ def test_known_path_with_another_method_lists_the_allowed_ones(router: Router) -
     assert caught.value.status == 405
 
 
-def test_parameter_path_with_another_method_is_405(router: Router) -> None:
+def test_parameter_path_with_another_method_is_405(router: Router[str]) -> None:
     with pytest.raises(MethodNotAllowed) as caught:
         router.resolve("POST", "/metrics/abc")
 
     assert caught.value.allowed == ["DELETE", "GET"]
 
 
-def test_methods_are_case_sensitive(router: Router) -> None:
+def test_methods_are_case_sensitive(router: Router[str]) -> None:
     with pytest.raises(MethodNotAllowed):
         router.resolve("get", "/metrics")
 
 
 def test_duplicate_route_is_refused() -> None:
     with pytest.raises(ValueError, match=re.escape("duplicate route GET /metrics/{id}")):
-        Router([Route("/metrics/{id}", ("GET",), get_metric), Route("/metrics/{id}", ("GET",), get_series)])
+        Router([route("/metrics/{id}", ("GET",), get_metric, "a"), route("/metrics/{id}", ("GET",), get_series, "b")])
+
+
+def test_duplicate_route_name_is_refused() -> None:
+    """The name is the operationId and the key of the auth policy: two routes cannot share one."""
+    with pytest.raises(ValueError, match="duplicate route name one"):
+        Router([route("/metrics", ("GET",), list_metrics, "one"), route("/series", ("GET",), get_series, "one")])
 
 
 def test_static_path_wins_over_a_parameter_path() -> None:
-    router = Router([Route("/metrics/{id}", ("GET",), get_metric), Route("/metrics/stats", ("GET",), get_series)])
+    router = Router(
+        [route("/metrics/{id}", ("GET",), get_metric, "one"), route("/metrics/stats", ("GET",), get_series, "stats")]
+    )
 
-    assert router.resolve("GET", "/metrics/stats")[0] is get_series
-    assert router.resolve("GET", "/metrics/other")[0] is get_metric
+    assert router.resolve("GET", "/metrics/stats")[0].handler is get_series
+    assert router.resolve("GET", "/metrics/other")[0].handler is get_metric
