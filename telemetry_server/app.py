@@ -172,7 +172,7 @@ class App:
         except Exception as exc:
             response = problem_response(exc, f"{self._id_prefix}-{next(self._request_ids):x}")
             quota_headers = []  # a refusal carries its own (a 429 its quota)
-        await send_response(send, response, quota_headers)
+        await send_response(send, response, quota_headers, head=request.method == "HEAD")
         self.stats.observe_request(name, response.status, (time.perf_counter() - started) * 1000)
 
     async def startup(self) -> None:

@@ -38,10 +38,13 @@ def empty_response(status: int = 204) -> Response:
     return Response(status, b"", None)
 
 
-async def send_response(send: Send, response: Response, extra_headers: Sequence[tuple[bytes, bytes]] = ()) -> None:
-    """`extra_headers` go out beside the response's own, which are never changed."""
+async def send_response(
+    send: Send, response: Response, extra_headers: Sequence[tuple[bytes, bytes]] = (), *, head: bool = False
+) -> None:
+    """`extra_headers` go out beside the response's own, which are never changed. The answer to a HEAD request
+    has the same headers, content-length included, and no body (RFC 9110 §9.3.2)."""
     headers = [(_CONTENT_LENGTH, str(len(response.body)).encode()), *response.headers, *extra_headers]
     if response.content_type is not None:
         headers.append((_CONTENT_TYPE, response.content_type))
     await send({"type": "http.response.start", "status": response.status, "headers": headers})
-    await send({"type": "http.response.body", "body": response.body})
+    await send({"type": "http.response.body", "body": b"" if head else response.body})

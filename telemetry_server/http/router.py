@@ -47,7 +47,10 @@ class Route(Generic[RoleT]):
 
 
 class Router(Generic[RoleT]):
-    """Resolves (method, path) to a route and path parameters, or raises NotFound / MethodNotAllowed."""
+    """Resolves (method, path) to a route and path parameters, or raises NotFound / MethodNotAllowed.
+
+    HEAD resolves to the GET route of the path, unless a route declares HEAD itself: the dispatcher then sends
+    the GET answer's status and headers without its body."""
 
     def __init__(self, routes: Iterable[Route[RoleT]]) -> None:
         self.routes = list(routes)
@@ -72,6 +75,9 @@ class Router(Generic[RoleT]):
                 if method in methods:
                     raise ValueError(f"duplicate route {method} {route.path}")
                 methods[method] = route
+        for methods in [*self._static.values(), *by_pattern.values()]:
+            if "GET" in methods:
+                methods.setdefault("HEAD", methods["GET"])
 
     def resolve(self, method: str, path: str) -> tuple[Route[RoleT], dict[str, str]]:
         """Return (route, path parameters)."""

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import socket
 from datetime import UTC, datetime, timedelta
 
 import httpx
@@ -155,8 +156,42 @@ def test_errors_are_problem_details(
 
 
 def test_method_not_allowed_names_the_allowed_methods(client: httpx.Client) -> None:
-    assert client.patch("/metrics").headers["allow"] == "GET, POST"
-    assert client.post("/metrics/0123456789abcdef01234567").headers["allow"] == "DELETE, GET, PUT"
+    assert client.patch("/metrics").headers["allow"] == "GET, HEAD, POST"
+    assert client.post("/metrics/0123456789abcdef01234567").headers["allow"] == "DELETE, GET, HEAD, PUT"
+
+
+def test_head_answers_like_get_without_the_body(client: httpx.Client, metric_name: str) -> None:
+    seed(client, metric_name, 3)
+    params = {"name": metric_name}
+    client.get("/metrics", params=params)  # cached from here on: both answers below are hits
+    get = client.get("/metrics", params=params)
+    head = client.head("/metrics", params=params)
+
+    assert (head.status_code, head.content) == (200, b"")
+    assert head.headers["content-length"] == str(len(get.content))
+    assert (head.headers["content-type"], head.headers["x-cache"]) == ("application/json", "hit")
+    missing = client.head("/metrics/0123456789abcdef01234567")
+    assert (missing.status_code, missing.headers["content-type"], missing.content) == (404, PROBLEM, b"")
+
+
+def test_a_head_answer_leaves_the_connection_usable(base_url: str) -> None:
+    """No body follows a HEAD answer on the wire, so the next answer on the same connection is read intact."""
+    url = httpx.URL(base_url)
+    with socket.create_connection((url.host, url.port or 80), timeout=10) as conn:
+        conn.sendall(
+            b"HEAD /healthz HTTP/1.1\r\nhost: t\r\n\r\nGET /healthz HTTP/1.1\r\nhost: t\r\nconnection: close\r\n\r\n"
+        )
+        received = b""
+        while chunk := conn.recv(65536):
+            received += chunk
+
+    body = orjson.dumps({"status": "ok"})
+    head, get = received.split(b"HTTP/1.1 ")[1:]
+    assert head.startswith(b"200 ")
+    assert f"content-length: {len(body)}\r\n".encode() in head.lower()
+    assert head.endswith(b"\r\n\r\n")  # headers only
+    assert get.startswith(b"200 ")
+    assert get.endswith(b"\r\n\r\n" + body)
 
 
 def test_body_over_the_limit_is_refused_before_parsing(client: httpx.Client) -> None:

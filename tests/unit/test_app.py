@@ -136,10 +136,11 @@ def test_unknown_path_is_404(harness: Harness) -> None:
 @pytest.mark.parametrize(
     ("method", "path", "allow"),
     [
-        ("PATCH", "/metrics", "GET, POST"),
-        ("DELETE", "/metrics", "GET, POST"),
-        ("POST", "/metrics/0123456789abcdef01234567", "DELETE, GET, PUT"),
-        ("POST", "/healthz", "GET"),
+        ("PATCH", "/metrics", "GET, HEAD, POST"),
+        ("DELETE", "/metrics", "GET, HEAD, POST"),
+        ("POST", "/metrics/0123456789abcdef01234567", "DELETE, GET, HEAD, PUT"),
+        ("POST", "/healthz", "GET, HEAD"),
+        ("OPTIONS", "/healthz", "GET, HEAD"),
     ],
 )
 def test_wrong_method_is_405_with_allow(harness: Harness, method: str, path: str, allow: str) -> None:
@@ -147,6 +148,23 @@ def test_wrong_method_is_405_with_allow(harness: Harness, method: str, path: str
 
     assert_problem(reply, 405)
     assert reply.header("allow") == allow
+
+
+@pytest.mark.parametrize(
+    ("path", "query"),
+    [("/healthz", ""), ("/metrics", "name=cpu"), ("/metrics/0123456789abcdef01234567", ""), ("/nope", "")],
+)
+def test_head_answers_like_get_without_the_body(harness: Harness, path: str, query: str) -> None:
+    """The same status and headers, content-length of the GET body included, for answers and problems alike."""
+    harness.client.get(path, query=query)  # a listing is cached by now: both answers say x-cache: hit
+    get = harness.client.get(path, query=query)
+    head = harness.client.request("HEAD", path, query=query)
+
+    assert head.body == b""
+    assert head.status == get.status
+    assert [name for name, _ in head.headers] == [name for name, _ in get.headers]  # values: ratelimit counts down
+    assert head.header("content-length") == str(len(get.body))
+    assert (head.header("content-type"), head.header("x-cache")) == (get.header("content-type"), get.header("x-cache"))
 
 
 # Request bodies

@@ -97,8 +97,8 @@ def test_known_path_with_another_method_lists_the_allowed_ones(router: Router[st
     with pytest.raises(MethodNotAllowed) as caught:
         router.resolve("PUT", "/metrics")
 
-    assert caught.value.allowed == ["GET", "POST"]
-    assert caught.value.headers() == [(b"allow", b"GET, POST")]
+    assert caught.value.allowed == ["GET", "HEAD", "POST"]
+    assert caught.value.headers() == [(b"allow", b"GET, HEAD, POST")]
     assert caught.value.status == 405
 
 
@@ -106,7 +106,27 @@ def test_parameter_path_with_another_method_is_405(router: Router[str]) -> None:
     with pytest.raises(MethodNotAllowed) as caught:
         router.resolve("POST", "/metrics/abc")
 
-    assert caught.value.allowed == ["DELETE", "GET"]
+    assert caught.value.allowed == ["DELETE", "GET", "HEAD"]
+
+
+def test_head_resolves_to_the_get_route(router: Router[str]) -> None:
+    assert router.resolve("HEAD", "/metrics")[0] is router.resolve("GET", "/metrics")[0]
+    assert router.resolve("HEAD", "/metrics/abc") == router.resolve("GET", "/metrics/abc")
+
+
+def test_head_is_not_allowed_where_get_is_not() -> None:
+    router = Router([route("/metrics", ("POST",), create_metrics, "create")])
+
+    with pytest.raises(MethodNotAllowed) as caught:
+        router.resolve("HEAD", "/metrics")
+
+    assert caught.value.allowed == ["POST"]
+
+
+def test_a_declared_head_route_wins() -> None:
+    router = Router([route("/metrics", ("GET",), list_metrics, "list"), route("/metrics", ("HEAD",), get_series, "h")])
+
+    assert router.resolve("HEAD", "/metrics")[0].name == "h"
 
 
 def test_methods_are_case_sensitive(router: Router[str]) -> None:
