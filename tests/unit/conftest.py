@@ -46,12 +46,13 @@ def make_app(runner: asyncio.Runner) -> Iterator[AppFactory]:
         *,
         store: InMemoryMetricStore | None = None,
         cache: InMemoryQueryCache | None = None,
+        tokens: InMemoryTokenSource | None = None,
         start: bool = True,
         **settings: Any,
     ) -> Harness:
         store = store or InMemoryMetricStore()
         cache = cache or InMemoryQueryCache()
-        backends = Backends(store, cache, InMemoryTokenSource())
+        backends = Backends(store, cache, tokens or InMemoryTokenSource())
 
         async def open_fakes(_: Settings, __: Stats) -> Backends:
             return backends

@@ -14,7 +14,7 @@ from telemetry_server.config import Settings
 from telemetry_server.errors import StorageUnavailable
 from telemetry_server.services.stats import Stats
 from tests.asgi import Lifespan, Reply
-from tests.fakes import InMemoryMetricStore, InMemoryQueryCache, UnreachableMetricStore
+from tests.fakes import InMemoryMetricStore, InMemoryQueryCache, InMemoryTokenSource, UnreachableMetricStore
 from tests.unit.conftest import AppFactory, Harness
 
 METRIC = {"name": "cpu.load", "tags": ["host:web-1"], "value": 0.5, "timestamp": "2026-11-27T10:00:00Z"}
@@ -165,6 +165,18 @@ def test_head_answers_like_get_without_the_body(harness: Harness, path: str, que
     assert [name for name, _ in head.headers] == [name for name, _ in get.headers]  # values: ratelimit counts down
     assert head.header("content-length") == str(len(get.body))
     assert (head.header("content-type"), head.header("x-cache")) == (get.header("content-type"), get.header("x-cache"))
+
+
+def test_only_the_routes_that_say_so_escape_the_rate_limit(make_app: AppFactory) -> None:
+    harness = make_app(tokens=InMemoryTokenSource(tokens=0))
+
+    assert_problem(harness.client.get("/metrics"), 429)
+    assert harness.client.request("HEAD", "/metrics").status == 429
+    assert_problem(harness.client.get("/openapi.json"), 429)
+    for path in ("/healthz", "/readyz", "/internal/metrics"):
+        reply = harness.client.get(path)
+        assert reply.status == 200, path
+        assert reply.header("ratelimit-limit") is None, path
 
 
 # Request bodies
