@@ -38,7 +38,7 @@ class InMemoryMetricStore:
 
     async def find(self, query: MetricQuery) -> list[Metric]:
         self._check()
-        newest_first = query.order is SortOrder.NEWEST
+        newest_first = query.order is SortOrder.DESC
         found = []
         for metric in self.metrics.values():
             if query.name is not None and metric.name != query.name:
