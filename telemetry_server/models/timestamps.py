@@ -31,6 +31,12 @@ def format_timestamp(moment: datetime) -> str:
     return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.") + f"{moment.microsecond // 1000:03d}Z"
 
 
+def utc_now() -> datetime:
+    """The wall clock, to the microsecond: whoever stores a reading truncates it (`truncate_to_millis`), while
+    a relative query window ends just after it, so that a metric written this millisecond is inside."""
+    return datetime.now(UTC)
+
+
 def truncate_to_millis(moment: datetime) -> datetime:
     return moment.replace(microsecond=moment.microsecond // 1000 * 1000)
 

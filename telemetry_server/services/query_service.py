@@ -33,9 +33,9 @@ from telemetry_server.models.cache_dependency import read_dependency
 from telemetry_server.models.metric_query import MetricQuery, parse_metric_query
 from telemetry_server.models.prompt import ParsedPrompt, PromptContext, parse_prompt
 from telemetry_server.models.rollup import Row, rollup
+from telemetry_server.models.timestamps import utc_now
 from telemetry_server.ports import AggregationStore, MetricStore, OperatorUnsupported, QueryCache
 from telemetry_server.services.single_flight import SingleFlight
-from telemetry_server.services.telemetry_service import utc_now
 
 log = logging.getLogger("telemetry_server.query")
 

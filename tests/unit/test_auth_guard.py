@@ -167,6 +167,13 @@ def test_lookups_are_cached_briefly_and_revocation_wins_after(
         authorize(guard, "list_metrics", f"Bearer {text}")
 
 
+def test_key_times_are_kept_to_the_millisecond_as_they_are_stored(store: InMemoryKeyStore) -> None:
+    service = ApiKeyService(store, lambda: NOW.replace(microsecond=123_456))
+    key, _text = asyncio.run(service.create(Role.READ))
+    revoked = asyncio.run(service.revoke(key.key_id))
+    assert key.created_at == revoked.revoked_at == NOW.replace(microsecond=123_000)
+
+
 def test_revoking_an_unknown_key_is_404(store: InMemoryKeyStore) -> None:
     with pytest.raises(NotFound):
         asyncio.run(ApiKeyService(store).revoke("0123456789abcdef"))
