@@ -9,8 +9,8 @@ from telemetry_server.http.responses import Response, empty_response, json_respo
 from telemetry_server.http.router import Route
 from telemetry_server.models.metric import parse_metric, parse_metric_batch
 from telemetry_server.models.metric_query import prepare_listing
+from telemetry_server.services.metric_service import MetricService
 from telemetry_server.services.rate_limit import RateLimiter
-from telemetry_server.services.telemetry_service import MetricService
 
 _CACHE_HIT = [(b"x-cache", b"hit")]
 _CACHE_MISS = [(b"x-cache", b"miss")]

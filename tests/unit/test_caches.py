@@ -10,9 +10,9 @@ from hypothesis import strategies as st
 from telemetry_server.models.cache_dependency import read_dependency, write_dependencies
 from telemetry_server.ports import Lookup
 from telemetry_server.services.local_cache import LocalCache
-from telemetry_server.services.query_cache import TwoLevelCache
 from telemetry_server.services.single_flight import SingleFlight
 from telemetry_server.services.stats import Stats
+from telemetry_server.services.two_level_cache import TwoLevelCache
 from tests.fakes import InMemoryQueryCache
 
 TAGS = ["region:eu", "region:us", "host:a", "host:b"]
