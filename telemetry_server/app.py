@@ -32,7 +32,7 @@ from telemetry_server.services.local_cache import LocalCache
 from telemetry_server.services.metric_service import MetricService, WritePolicy
 from telemetry_server.services.query_service import QueryService, load_prompt_plugin
 from telemetry_server.services.rate_limit import RateLimiter, TokenSource
-from telemetry_server.services.stats import Stats
+from telemetry_server.services.stats_records import Stats
 from telemetry_server.services.stats_service import StatsBoard, StatsService
 from telemetry_server.services.two_level_cache import TwoLevelCache
 

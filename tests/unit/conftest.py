@@ -11,7 +11,7 @@ import pytest
 
 from telemetry_server.app import App, Backends
 from telemetry_server.config import Settings
-from telemetry_server.services.stats import Stats
+from telemetry_server.services.stats_records import Stats
 from tests.asgi import AppClient, Lifespan
 from tests.fakes import InMemoryMetricStore, InMemoryQueryCache, InMemoryTokenSource
 

@@ -11,7 +11,7 @@ from telemetry_server.models.cache_dependency import read_dependency, write_depe
 from telemetry_server.ports import Lookup
 from telemetry_server.services.local_cache import LocalCache
 from telemetry_server.services.single_flight import SingleFlight
-from telemetry_server.services.stats import Stats
+from telemetry_server.services.stats_records import CacheLevel, Stats
 from telemetry_server.services.two_level_cache import TwoLevelCache
 from tests.fakes import InMemoryQueryCache
 
@@ -101,7 +101,7 @@ def test_second_read_is_an_l1_hit_without_asking_redis() -> None:
         return await cache.lookup("n:cpu", "q")
 
     assert asyncio.run(scenario()).value == b"body"
-    assert stats.cache["l1_hits"] == 1
+    assert stats.cache[CacheLevel.L1].hits == 1
 
 
 def test_another_workers_write_drops_the_l1_entry() -> None:

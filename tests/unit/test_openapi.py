@@ -10,7 +10,7 @@ from telemetry_server.auth.policy import required_roles
 from telemetry_server.config import Settings
 from telemetry_server.http.router import Route
 from telemetry_server.openapi import build_spec
-from telemetry_server.services.stats import Stats
+from telemetry_server.services.stats_records import Stats
 from tests.fakes import InMemoryMetricStore, InMemoryQueryCache, InMemoryTokenSource
 from tests.unit.test_auth_guard import InMemoryKeyStore
 
