@@ -54,7 +54,8 @@ def create_redis_client(settings: Settings, *, subscriber: bool = False) -> Redi
 class RedisCache:
     """Entries are stored with the generation of the key they depend on; a write bumps the generations of
     every key it touches (models/cache_dependency.py). A read is one MGET, and a write's invalidation one
-    pipelined round trip, which also publishes the keys for the L1 caches of every worker.
+    Lua script (`_INVALIDATE`, one round trip) that bumps the counters and publishes the keys for the L1
+    caches of every worker.
     """
 
     def __init__(self, client: Redis, subscriber: Redis, namespace: str, ttl_seconds: int) -> None:
