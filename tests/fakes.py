@@ -110,10 +110,6 @@ class InMemoryQueryCache:
         self.closed = False
         self.listening = False
 
-    @property
-    def available(self) -> bool:
-        return self.up
-
     async def lookup(self, dependency: str, query_key: str) -> Lookup:
         if not self.up:
             return UNCACHEABLE

@@ -25,10 +25,6 @@ class TwoLevelCache:
         self._subscribed = False
 
     @property
-    def available(self) -> bool:
-        return self._shared.available
-
-    @property
     def local_live(self) -> bool:
         return self._subscribed and self._local.enabled
 

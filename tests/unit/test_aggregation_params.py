@@ -197,8 +197,6 @@ class FakeAggregations:
 
 
 class NoCache:
-    available = True
-
     async def lookup(self, dependency: str, query_key: str) -> Lookup:
         return UNCACHEABLE
 
