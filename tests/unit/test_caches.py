@@ -13,21 +13,13 @@ from telemetry_server.services.local_cache import LocalCache
 from telemetry_server.services.single_flight import SingleFlight
 from telemetry_server.services.stats_records import CacheLevel, Stats
 from telemetry_server.services.two_level_cache import TwoLevelCache
-from tests.fakes import InMemoryQueryCache
+from tests.fakes import InMemoryQueryCache, ManualClock
 
 TAGS = ["region:eu", "region:us", "host:a", "host:b"]
 
 
-class Clock:
-    def __init__(self) -> None:
-        self.now = 0.0
-
-    def __call__(self) -> float:
-        return self.now
-
-
 def test_local_cache_expires_evicts_and_invalidates_by_name() -> None:
-    clock = Clock()
+    clock = ManualClock()
     cache = LocalCache(max_entries=2, ttl_seconds=5, clock=clock)
     cache.put("a", "n:cpu", b"A", cache.version("n:cpu"))
     cache.put("b", "*", b"B", cache.version("*"))
@@ -37,7 +29,7 @@ def test_local_cache_expires_evicts_and_invalidates_by_name() -> None:
     cache.invalidate(["n:mem"])
     assert cache.get("c") is None
     assert cache.get("a") == b"A"
-    clock.now = 6
+    clock.now += 6
     assert cache.get("a") is None
 
 

@@ -11,8 +11,7 @@ from telemetry_server.config import Settings
 from telemetry_server.http.router import Route
 from telemetry_server.openapi import build_spec
 from telemetry_server.services.stats_records import Stats
-from tests.fakes import InMemoryMetricStore, InMemoryQueryCache, InMemoryTokenSource
-from tests.unit.test_auth_guard import InMemoryKeyStore
+from tests.fakes import InMemoryKeyStore, InMemoryMetricStore, InMemoryQueryCache, InMemoryTokenSource
 
 _METHODS = {"get", "put", "post", "delete", "patch", "head", "options"}
 
