@@ -14,7 +14,7 @@ import orjson
 
 from telemetry_server.app import App, Backends
 from telemetry_server.config import Settings
-from telemetry_server.services.stats import Stats
+from telemetry_server.services.stats_records import Stats
 from tests.fakes import InMemoryMetricStore, InMemoryQueryCache, InMemoryTokenSource
 
 _GET = {"method": "GET", "path": "/metrics", "query_string": b"name=svc01.cpu&tag=region%3Aeu&limit=50"}

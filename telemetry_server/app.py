@@ -30,12 +30,12 @@ from telemetry_server.routes.query import QueryResource
 from telemetry_server.routes.stats import StatsResource
 from telemetry_server.services.key_service import ApiKeyService
 from telemetry_server.services.local_cache import LocalCache
-from telemetry_server.services.query_cache import TwoLevelCache
+from telemetry_server.services.metric_service import MetricService, WritePolicy
 from telemetry_server.services.query_service import QueryService, load_prompt_plugin
 from telemetry_server.services.rate_limit import RateLimiter, TokenSource
-from telemetry_server.services.stats import Stats
+from telemetry_server.services.stats_records import Stats
 from telemetry_server.services.stats_service import StatsBoard, StatsService
-from telemetry_server.services.telemetry_service import MetricService, WritePolicy
+from telemetry_server.services.two_level_cache import TwoLevelCache
 
 log = logging.getLogger("telemetry_server")
 

@@ -1,4 +1,5 @@
-"""In-memory test doubles of the backends an App is built on (`telemetry_server.app.Backends`)."""
+"""Test doubles shared by the unit tests and bench/hot_path.py: in-memory backends an App is built on
+(`telemetry_server.app.Backends`), an API key store, and a clock that moves only when told."""
 
 from __future__ import annotations
 
@@ -7,7 +8,9 @@ import itertools
 import operator
 from collections.abc import Callable, Sequence
 from dataclasses import replace
+from datetime import datetime
 
+from telemetry_server.auth.keys import ApiKey
 from telemetry_server.errors import StorageUnavailable
 from telemetry_server.models.metric import Metric, MetricInput
 from telemetry_server.models.metric_query import MetricQuery, SortOrder
@@ -38,7 +41,7 @@ class InMemoryMetricStore:
 
     async def find(self, query: MetricQuery) -> list[Metric]:
         self._check()
-        newest_first = query.order is SortOrder.NEWEST
+        newest_first = query.order is SortOrder.DESC
         found = []
         for metric in self.metrics.values():
             if query.name is not None and metric.name != query.name:
@@ -110,10 +113,6 @@ class InMemoryQueryCache:
         self.closed = False
         self.listening = False
 
-    @property
-    def available(self) -> bool:
-        return self.up
-
     async def lookup(self, dependency: str, query_key: str) -> Lookup:
         if not self.up:
             return UNCACHEABLE
@@ -156,3 +155,40 @@ class InMemoryTokenSource:
         granted = min(want, self.tokens)
         self.tokens -= granted
         return granted, self.tokens
+
+
+class InMemoryKeyStore:
+    """A KeyStore over a dict, counting reads."""
+
+    def __init__(self) -> None:
+        self.keys: dict[str, ApiKey] = {}
+        self.reads = 0
+
+    async def add_if_absent(self, key: ApiKey) -> bool:
+        if key.key_id in self.keys:
+            return False
+        self.keys[key.key_id] = key
+        return True
+
+    async def get(self, key_id: str) -> ApiKey | None:
+        self.reads += 1
+        return self.keys.get(key_id)
+
+    async def all_keys(self) -> list[ApiKey]:
+        return list(self.keys.values())
+
+    async def revoke(self, key_id: str, at: datetime) -> ApiKey | None:
+        key = self.keys.get(key_id)
+        if key is not None and key.revoked_at is None:
+            key = self.keys[key_id] = replace(key, revoked_at=at)
+        return key
+
+
+class ManualClock:
+    """A monotonic clock (seconds) that moves only when a test moves `now`."""
+
+    def __init__(self, now: float = 100.0) -> None:
+        self.now = now
+
+    def __call__(self) -> float:
+        return self.now

@@ -18,7 +18,7 @@ from telemetry_server.ports import KeyStore
 log = logging.getLogger("telemetry_server.auth")
 
 # Each worker remembers a key it looked up for this long, so most requests cost no MongoDB round trip;
-# a revocation reaches every worker within this time. The issue asks for "within a second".
+# a revocation reaches every worker within this time, inside the second the README promises.
 KEY_CACHE_SECONDS = 0.5
 # Unknown ids are remembered too (so a flood of made-up keys does not become a flood of queries), which
 # needs a bound: past it the memory is simply dropped.

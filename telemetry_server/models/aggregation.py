@@ -14,7 +14,7 @@ from zoneinfo import ZoneInfo
 
 from telemetry_server.errors import FieldError, ValidationFailed
 from telemetry_server.models.metric import Fail, check_name, check_tags
-from telemetry_server.models.metric_query import collect_params, parse_time_param
+from telemetry_server.models.metric_query import SortOrder, collect_params, parse_time_param
 from telemetry_server.models.time_words import UNIT_SECONDS, load_zone, parse_duration, window_end
 from telemetry_server.models.timestamps import EARLIEST, format_timestamp
 from telemetry_server.models.value_range import VALUE_PARAMS, ValueRange, parse_value_range
@@ -46,11 +46,6 @@ class AggregateFn(StrEnum):
     @property
     def percentile(self) -> int | None:
         return int(self.value[1:]) if self.value.startswith("p") else None
-
-
-class Order(StrEnum):
-    DESC = "desc"
-    ASC = "asc"
 
 
 class BucketUnit(StrEnum):
@@ -97,7 +92,7 @@ class AggregateQuery:
     bucket: Bucket | None = None
     group_by: str | None = None
     top: int | None = None
-    order: Order = Order.DESC
+    order: SortOrder = SortOrder.DESC
     tz: str = "UTC"
 
     @property
@@ -183,7 +178,7 @@ def parse_aggregate_query(params: Sequence[tuple[str, str]], now: datetime) -> A
         bucket=bucket,
         group_by=_group_by(single.get("group_by"), fail),
         top=_top(single.get("top"), fail),
-        order=_choice(single, "order", Order, Order.DESC, fail),
+        order=_choice(single, "order", SortOrder, SortOrder.DESC, fail),
         tz=_zone_key(single.get("tz"), fail),
     )
     errors += [FieldError(f, m) for f, m in check_query(query)]

@@ -24,8 +24,10 @@ _FILTER_KEYS = frozenset({"name", "tags", "from", "to"})
 
 
 class SortOrder(StrEnum):
-    NEWEST = "desc"
-    OLDEST = "asc"
+    """`sort` of a listing (by time: desc is newest first) and `order` of an aggregate (by value)."""
+
+    DESC = "desc"
+    ASC = "asc"
 
 
 @dataclass(frozen=True, slots=True)
@@ -63,7 +65,7 @@ class MetricQuery:
     start: datetime | None = None
     end: datetime | None = None
     limit: int = 100
-    order: SortOrder = SortOrder.NEWEST
+    order: SortOrder = SortOrder.DESC
     cursor: Cursor | None = None
     values: ValueRange = field(default_factory=ValueRange)
 
@@ -138,7 +140,7 @@ def parse_metric_query(params: Sequence[tuple[str, str]], default_limit: int, ma
     if start and end and start >= end:
         fail("from", "must be earlier than `to`")
     limit = _limit_param(single.get("limit"), default_limit, max_limit, fail)
-    order = SortOrder.NEWEST
+    order = SortOrder.DESC
     if "sort" in single:
         try:
             order = SortOrder(single["sort"])

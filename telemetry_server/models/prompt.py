@@ -22,7 +22,6 @@ from telemetry_server.models.aggregation import (
     AggregateQuery,
     Bucket,
     BucketUnit,
-    Order,
     bucket_labels,
     check_query,
 )
@@ -170,7 +169,7 @@ class _Reading:
     fn: AggregateFn | None = None
     top: int | None = None
     top_noun: str | None = None
-    order: Order = Order.DESC
+    order: SortOrder = SortOrder.DESC
     bucket: Bucket | None = None
     group_by: str | None = None
     listing: str | None = None
@@ -279,13 +278,13 @@ def _top(reading: _Reading, match: re.Match[str]) -> None:
     reading.top_noun = match.group("noun")
     groups = match.groupdict()
     word = groups.get("dir") or groups.get("w") or "top"
-    reading.order = Order.ASC if word in _ASCENDING else Order.DESC
+    reading.order = SortOrder.ASC if word in _ASCENDING else SortOrder.DESC
     if reading.top == 0:
         raise not_understood(match.group(0), "top-k needs k of at least 1")
 
 
 def _order(reading: _Reading, word: str) -> None:
-    reading.order = Order.ASC if word in _ASCENDING else Order.DESC
+    reading.order = SortOrder.ASC if word in _ASCENDING else SortOrder.DESC
 
 
 def _bucket(reading: _Reading, match: re.Match[str]) -> None:
@@ -352,7 +351,7 @@ def _build(
         limit = min(reading.limit or DEFAULT_LISTING_SIZE, context.max_limit)
         if reading.limit is None:
             defaults.append(f"limit={limit}")
-        order = SortOrder.OLDEST if reading.listing in _OLDEST else SortOrder.NEWEST
+        order = SortOrder.ASC if reading.listing in _OLDEST else SortOrder.DESC
         listing = MetricQuery(
             name, tuple(sorted(set(reading.tags))), window.start, window.end, limit, order, values=values
         )

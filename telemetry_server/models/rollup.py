@@ -12,7 +12,8 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, tzinfo
 from typing import Any
 
-from telemetry_server.models.aggregation import AggregateFn, AggregateQuery, Bucket, BucketUnit, Order
+from telemetry_server.models.aggregation import AggregateFn, AggregateQuery, Bucket, BucketUnit
+from telemetry_server.models.metric_query import SortOrder
 from telemetry_server.models.timestamps import format_timestamp
 
 
@@ -120,7 +121,7 @@ def rank_rows(rows: list[Row], query: AggregateQuery) -> list[Row]:
     if query.fn is AggregateFn.COUNT:
         rows = [Row(row.count, row.count, row.bucket, row.group) for row in rows]
     if query.top is not None:
-        descending = query.order is Order.DESC
+        descending = query.order is SortOrder.DESC
         rows.sort(key=lambda row: row.group or "")
         rows.sort(key=lambda row: row.value or 0.0, reverse=descending)
         return rows[: query.top]

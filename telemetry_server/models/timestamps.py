@@ -12,7 +12,6 @@ _UNIT_LIMITS = ((1e11, 1.0), (1e14, 1e3), (1e17, 1e6))
 _NANOSECONDS = 1e9
 
 EARLIEST = datetime(1970, 1, 1, tzinfo=UTC)
-LATEST = datetime(9999, 12, 31, 23, 59, 59, 999000, tzinfo=UTC)
 
 
 def parse_timestamp(value: object) -> datetime:
@@ -29,6 +28,12 @@ def parse_timestamp(value: object) -> datetime:
 def format_timestamp(moment: datetime) -> str:
     """`2026-11-27T23:58:40.123Z`."""
     return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.") + f"{moment.microsecond // 1000:03d}Z"
+
+
+def utc_now() -> datetime:
+    """The wall clock, to the microsecond: whoever stores a reading truncates it (`truncate_to_millis`), while
+    a relative query window ends just after it, so that a metric written this millisecond is inside."""
+    return datetime.now(UTC)
 
 
 def truncate_to_millis(moment: datetime) -> datetime:

@@ -26,8 +26,8 @@ from telemetry_server.openapi import (
     ref,
     text_param,
 )
+from telemetry_server.services.metric_service import MetricService
 from telemetry_server.services.rate_limit import RateLimiter
-from telemetry_server.services.telemetry_service import MetricService
 
 _CACHE_HIT = [(b"x-cache", b"hit")]
 _CACHE_MISS = [(b"x-cache", b"miss")]

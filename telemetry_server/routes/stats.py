@@ -32,7 +32,7 @@ class StatsResource:
         return json_response(await self._service.overview())
 
     async def prometheus(self, request: Request) -> Response:
-        return Response(200, (await self._service.prometheus()).encode(), _PROMETHEUS)
+        return Response(200, await self._service.prometheus(), _PROMETHEUS)
 
     def routes(self) -> list[Route[Access]]:
         return [

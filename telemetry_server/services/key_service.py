@@ -3,16 +3,12 @@
 from __future__ import annotations
 
 from collections.abc import Callable
-from datetime import UTC, datetime
+from datetime import datetime
 
 from telemetry_server.auth.keys import ApiKey, Role, generate_key
 from telemetry_server.errors import NotFound
-from telemetry_server.models.timestamps import truncate_to_millis
+from telemetry_server.models.timestamps import truncate_to_millis, utc_now
 from telemetry_server.ports import KeyStore
-
-
-def utc_now() -> datetime:
-    return truncate_to_millis(datetime.now(UTC))
 
 
 class ApiKeyService:
@@ -24,7 +20,7 @@ class ApiKeyService:
         """The stored key, and its text: the only time the secret exists outside the client."""
         while True:
             text, presented = generate_key()
-            key = ApiKey(presented.key_id, name, role, presented.secret_hash, self._clock())
+            key = ApiKey(presented.key_id, name, role, presented.secret_hash, self._now())
             if await self._keys.add_if_absent(key):  # 64-bit ids: a clash is all but impossible, not quite
                 return key, text
 
@@ -32,7 +28,11 @@ class ApiKeyService:
         return await self._keys.all_keys()
 
     async def revoke(self, key_id: str) -> ApiKey:
-        key = await self._keys.revoke(key_id, self._clock())
+        key = await self._keys.revoke(key_id, self._now())
         if key is None:
             raise NotFound(f"no API key with id {key_id}")
         return key
+
+    def _now(self) -> datetime:
+        # Stored to the millisecond (a BSON date), so the key returned equals the key read back later.
+        return truncate_to_millis(self._clock())

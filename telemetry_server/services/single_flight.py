@@ -12,12 +12,10 @@ T = TypeVar("T")
 class SingleFlight(Generic[T]):
     def __init__(self) -> None:
         self._calls: dict[str, asyncio.Future[T]] = {}
-        self.coalesced = 0
 
     async def do(self, key: str, work: Callable[[], Awaitable[T]]) -> T:
         running = self._calls.get(key)
         if running is not None:
-            self.coalesced += 1
             return await asyncio.shield(running)
         future: asyncio.Future[T] = asyncio.get_running_loop().create_future()
         # Followers may all have gone; reading the exception keeps asyncio from reporting it as lost.

@@ -9,7 +9,8 @@ import os
 from typing import Any, Protocol
 
 from telemetry_server.errors import StorageUnavailable
-from telemetry_server.services.stats import Stats, merge_snapshots, to_prometheus
+from telemetry_server.services.stats_exposition import prometheus_text, stats_json
+from telemetry_server.services.stats_records import Stats
 
 log = logging.getLogger("telemetry_server.stats")
 
@@ -29,18 +30,28 @@ class StatsService:
 
     async def overview(self) -> dict[str, Any]:
         """All workers' figures added up; only this worker's when Redis cannot be reached."""
-        snapshots = {self.worker: self.stats.snapshot()}
+        scope, workers, total = await self._total()
+        return {"scope": scope, "workers": workers, **stats_json(total)}
+
+    async def prometheus(self) -> bytes:
+        _scope, _workers, total = await self._total()
+        return prometheus_text(total)
+
+    async def _total(self) -> tuple[str, list[str], Stats]:
+        others: dict[str, dict[str, Any]] = {}
         scope = "this worker"
         if self._board is not None:
             try:
-                snapshots = {**await self._board.collect(), self.worker: self.stats.snapshot()}
+                others = await self._board.collect()
                 scope = "all workers"
             except StorageUnavailable:
                 pass
-        return {"scope": scope, "workers": sorted(snapshots), **merge_snapshots(list(snapshots.values()))}
-
-    async def prometheus(self) -> str:
-        return to_prometheus(await self.overview())
+        total = Stats()
+        total.add(self.stats)  # this worker's own figures as they are now, not as last posted
+        for worker, posted in others.items():
+            if worker != self.worker:
+                total.add(Stats.from_json(posted))
+        return scope, sorted({*others, self.worker}), total
 
     async def post_periodically(self) -> None:
         """Runs for the worker's lifetime; a Redis outage only delays the next post."""
@@ -48,5 +59,5 @@ class StatsService:
             return
         while True:
             with contextlib.suppress(StorageUnavailable):
-                await self._board.post(self.worker, self.stats.snapshot())
+                await self._board.post(self.worker, self.stats.to_json())
             await asyncio.sleep(POST_INTERVAL_SECONDS)

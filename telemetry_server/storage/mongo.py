@@ -103,7 +103,7 @@ def build_filter(query: MetricQuery) -> Document:
     if query.values.bounded:
         clauses.append({"value": value_clause(query.values)})
     if query.cursor is not None:
-        past = "$lt" if query.order is SortOrder.NEWEST else "$gt"
+        past = "$lt" if query.order is SortOrder.DESC else "$gt"
         at, oid = query.cursor.timestamp, ObjectId(query.cursor.id)
         clauses.append({"$or": [{"timestamp": {past: at}}, {"timestamp": at, "_id": {past: oid}}]})
     if not clauses:
@@ -150,7 +150,7 @@ class MongoMetricStore:
         return [to_metric(doc) for doc in docs]
 
     async def find(self, query: MetricQuery) -> list[Metric]:
-        direction = DESCENDING if query.order is SortOrder.NEWEST else ASCENDING
+        direction = DESCENDING if query.order is SortOrder.DESC else ASCENDING
         cursor = (
             self._metrics.find(build_filter(query))
             .sort([("timestamp", direction), ("_id", direction)])

@@ -9,7 +9,8 @@ from typing import Any
 from pymongo import AsyncMongoClient
 from pymongo.errors import OperationFailure
 
-from telemetry_server.models.aggregation import AggregateFn, AggregateQuery, Order
+from telemetry_server.models.aggregation import AggregateFn, AggregateQuery
+from telemetry_server.models.metric_query import SortOrder
 from telemetry_server.models.rollup import Point, Row, rank_rows
 from telemetry_server.ports import OperatorUnsupported
 from telemetry_server.storage.mongo import Document, time_window, unavailable_when_unreachable, value_clause
@@ -70,7 +71,7 @@ def build_pipeline(query: AggregateQuery, max_rows: int) -> list[Document]:
     if query.fn.percentile is not None:
         stages.append({"$set": {"v": {"$arrayElemAt": ["$v", 0]}}})
     if query.top is not None:
-        direction = -1 if query.order is Order.DESC else 1
+        direction = -1 if query.order is SortOrder.DESC else 1
         stages += [{"$sort": {"v": direction, "_id.g": 1}}, {"$limit": query.top}]
     else:
         stages += [{"$sort": {"_id.b": 1, "_id.g": 1}}, {"$limit": max_rows + 1}]

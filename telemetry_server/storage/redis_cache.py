@@ -54,7 +54,8 @@ def create_redis_client(settings: Settings, *, subscriber: bool = False) -> Redi
 class RedisCache:
     """Entries are stored with the generation of the key they depend on; a write bumps the generations of
     every key it touches (models/cache_dependency.py). A read is one MGET, and a write's invalidation one
-    pipelined round trip, which also publishes the keys for the L1 caches of every worker.
+    Lua script (`_INVALIDATE`, one round trip) that bumps the counters and publishes the keys for the L1
+    caches of every worker.
     """
 
     def __init__(self, client: Redis, subscriber: Redis, namespace: str, ttl_seconds: int) -> None:
@@ -68,7 +69,7 @@ class RedisCache:
         self._invalidate = client.register_script(_INVALIDATE)
 
     @property
-    def available(self) -> bool:
+    def _available(self) -> bool:
         return time.monotonic() >= self._down_until
 
     def _generation_key(self, dependency: str) -> str:
@@ -94,7 +95,7 @@ class RedisCache:
         return Lookup(None, generation, dependency)
 
     async def store(self, query_key: str, lookup: Lookup, value: bytes) -> None:
-        if not lookup.generation or not self.available:
+        if not lookup.generation or not self._available:
             return
         try:
             await self._client.set(self._entry_key(query_key), lookup.generation + b"\n" + value, ex=self._ttl)
@@ -137,7 +138,7 @@ class RedisCache:
 
     async def _ready(self) -> bool:
         """Flush pending invalidations first: no entry is served that a write this worker made has staled."""
-        if not self.available:
+        if not self._available:
             return False
         if not self._pending:
             return True
@@ -152,7 +153,7 @@ class RedisCache:
         return True
 
     def _failed(self, action: str, exc: RedisError) -> None:
-        if self.available:
+        if self._available:
             kind = "unreachable" if isinstance(exc, ConnectionError | TimeoutError) else "failing"
             log.warning("Redis %s on %s (%s); serving from MongoDB for now", kind, action, exc)
         self._down_until = time.monotonic() + _BACKOFF_SECONDS

@@ -1,4 +1,5 @@
-"""GET /query?prompt=: the prompts of issue 3 against a seeded data set, checked against values computed here.
+"""GET /query?prompt=: the kinds of question the prompt grammar covers (top-k, averages, percentiles, counts,
+listings, series, comparisons, near names), asked of a seeded data set and checked against values computed here.
 
 Names carry a random letters-only prefix so runs sharing a database never see each other's data.
 """

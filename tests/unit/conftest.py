@@ -13,7 +13,7 @@ from telemetry_server.app import App, Backends, build_components
 from telemetry_server.auth.policy import Access
 from telemetry_server.config import Settings
 from telemetry_server.http.router import Route
-from telemetry_server.services.stats import Stats
+from telemetry_server.services.stats_records import Stats
 from tests.asgi import AppClient, Lifespan
 from tests.fakes import InMemoryMetricStore, InMemoryQueryCache, InMemoryTokenSource
 

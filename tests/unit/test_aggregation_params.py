@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import asyncio
 from datetime import UTC, datetime, timedelta
+from typing import Any
 from zoneinfo import ZoneInfo
 
+import orjson
 import pytest
 
 from telemetry_server.errors import QueryTimedOut, QueryTooLarge, ValidationFailed
@@ -16,6 +18,7 @@ from telemetry_server.models.rollup import Point, Row, bucket_start, nearest_ran
 from telemetry_server.ports import UNCACHEABLE, Lookup, OperatorUnsupported
 from telemetry_server.services.query_service import QueryService
 from telemetry_server.storage.mongo_aggregation import build_pipeline, required_operators
+from tests.fakes import InMemoryQueryCache
 
 NOW = datetime(2026, 11, 27, 15, 30, 12, 345000, tzinfo=UTC)
 
@@ -194,8 +197,6 @@ class FakeAggregations:
 
 
 class NoCache:
-    available = True
-
     async def lookup(self, dependency: str, query_key: str) -> Lookup:
         return UNCACHEABLE
 
@@ -203,21 +204,55 @@ class NoCache:
         return None
 
 
+def encoded(answer: dict[str, Any]) -> Any:
+    """An answer as its client reads it (rows and stats are cached JSON, spliced in when it is encoded)."""
+    return orjson.loads(orjson.dumps(answer))
+
+
 def test_the_executor_falls_back_once_and_remembers() -> None:
     store = FakeAggregations([Point(NOW, float(v)) for v in range(1, 21)])
     service = QueryService(store, None, NoCache(), clock=lambda: NOW)  # type: ignore[arg-type]
 
     async def run() -> None:
-        first = await service.aggregate(AggregateQuery(fn=AggregateFn.P95))
+        first = encoded(await service.aggregate(AggregateQuery(fn=AggregateFn.P95)))
         assert first["rows"] == [{"value": 19.0, "count": 20}]
         assert first["stats"]["path"] == "fallback"
         assert first["stats"]["unsupported"] == ["$percentile"]
         await service.aggregate(AggregateQuery(fn=AggregateFn.P50))
         assert store.pipelines == 1  # remembered: not asked again
-        plain = await service.aggregate(AggregateQuery(fn=AggregateFn.AVG))
+        plain = encoded(await service.aggregate(AggregateQuery(fn=AggregateFn.AVG)))
         assert plain["stats"] == {"path": "server", "operators": {"$avg": "server", "$group": "server"}}
 
     asyncio.run(run())
+
+
+class GroupedAggregations(FakeAggregations):
+    """Rows grouped by a tag whose text looks like the cached body's own keys."""
+
+    async def aggregate(self, query: AggregateQuery, max_rows: int) -> list[Row]:
+        return [Row(1.5, 2, group='host:a,"stats":{"path":"x"}}'), Row(None, 0, group="host:b")]
+
+
+def test_a_cached_answer_is_served_as_it_was_computed() -> None:
+    service = QueryService(GroupedAggregations([]), None, InMemoryQueryCache(), clock=lambda: NOW)  # type: ignore[arg-type]
+    query = AggregateQuery(fn=AggregateFn.AVG, name="cpu.load", group_by="host")
+
+    async def run() -> tuple[Any, Any]:
+        return encoded(await service.aggregate(query)), encoded(await service.aggregate(query))
+
+    miss, hit = asyncio.run(run())
+    assert (miss["cached"], hit["cached"]) == (False, True)
+    assert list(hit) == ["query", "rows", "stats", "took_ms", "cached"]
+    assert (
+        hit["rows"]
+        == miss["rows"]
+        == [
+            {"group": 'host:a,"stats":{"path":"x"}}', "value": 1.5, "count": 2},
+            {"group": "host:b", "value": None, "count": 0},
+        ]
+    )
+    assert hit["stats"] == miss["stats"]
+    assert miss["stats"]["path"] == "server"
 
 
 def test_the_fallback_refuses_to_read_too_much() -> None:

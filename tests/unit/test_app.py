@@ -12,7 +12,7 @@ import pytest
 from telemetry_server.app import App
 from telemetry_server.config import Settings
 from telemetry_server.errors import StorageUnavailable
-from telemetry_server.services.stats import Stats
+from telemetry_server.services.stats_records import Stats
 from tests.asgi import Lifespan, Reply
 from tests.fakes import InMemoryMetricStore, InMemoryQueryCache, InMemoryTokenSource, UnreachableMetricStore
 from tests.unit.conftest import AppFactory, Harness

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-from dataclasses import replace
 from datetime import UTC, datetime
 
 import pytest
@@ -19,35 +18,9 @@ from telemetry_server.http.responses import Response
 from telemetry_server.http.router import Route
 from telemetry_server.http.types import Message
 from telemetry_server.services.key_service import ApiKeyService
+from tests.fakes import InMemoryKeyStore, ManualClock
 
 NOW = datetime(2026, 11, 27, tzinfo=UTC)
-
-
-class InMemoryKeyStore:
-    """A KeyStore over a dict, counting reads."""
-
-    def __init__(self) -> None:
-        self.keys: dict[str, ApiKey] = {}
-        self.reads = 0
-
-    async def add_if_absent(self, key: ApiKey) -> bool:
-        if key.key_id in self.keys:
-            return False
-        self.keys[key.key_id] = key
-        return True
-
-    async def get(self, key_id: str) -> ApiKey | None:
-        self.reads += 1
-        return self.keys.get(key_id)
-
-    async def all_keys(self) -> list[ApiKey]:
-        return list(self.keys.values())
-
-    async def revoke(self, key_id: str, at: datetime) -> ApiKey | None:
-        key = self.keys.get(key_id)
-        if key is not None and key.revoked_at is None:
-            key = self.keys[key_id] = replace(key, revoked_at=at)
-        return key
 
 
 async def _handler(_: Request) -> Response:
@@ -61,14 +34,6 @@ ROUTES: list[Route[Access]] = [
     Route("/metrics", ("POST",), _handler, "create_metrics", role=Role.WRITE, operation=_DESCRIBED),
     Route("/admin/keys", ("GET",), _handler, "list_keys", role=Role.ADMIN, operation=_DESCRIBED),
 ]
-
-
-class Clock:
-    def __init__(self) -> None:
-        self.now = 100.0
-
-    def __call__(self) -> float:
-        return self.now
 
 
 def request(authorization: str | None = None) -> Request:
@@ -86,12 +51,12 @@ def store() -> InMemoryKeyStore:
 
 
 @pytest.fixture
-def clock() -> Clock:
-    return Clock()
+def clock() -> ManualClock:
+    return ManualClock()
 
 
 @pytest.fixture
-def guard(store: InMemoryKeyStore, clock: Clock) -> AccessGuard:
+def guard(store: InMemoryKeyStore, clock: ManualClock) -> AccessGuard:
     guard = AccessGuard(Settings(auth_enabled=True), clock=clock)
     guard.start(store, ROUTES)
     return guard
@@ -156,7 +121,7 @@ def test_the_key_id_is_left_for_the_rate_limiter(guard: AccessGuard, store: InMe
 
 
 def test_lookups_are_cached_briefly_and_revocation_wins_after(
-    guard: AccessGuard, store: InMemoryKeyStore, clock: Clock
+    guard: AccessGuard, store: InMemoryKeyStore, clock: ManualClock
 ) -> None:
     text = make_key(store, Role.READ)
     for _ in range(5):
@@ -170,6 +135,13 @@ def test_lookups_are_cached_briefly_and_revocation_wins_after(
         authorize(guard, "list_metrics", f"Bearer {text}")
 
 
+def test_key_times_are_kept_to_the_millisecond_as_they_are_stored(store: InMemoryKeyStore) -> None:
+    service = ApiKeyService(store, lambda: NOW.replace(microsecond=123_456))
+    key, _text = asyncio.run(service.create(Role.READ))
+    revoked = asyncio.run(service.revoke(key.key_id))
+    assert key.created_at == revoked.revoked_at == NOW.replace(microsecond=123_000)
+
+
 def test_revoking_an_unknown_key_is_404(store: InMemoryKeyStore) -> None:
     with pytest.raises(NotFound):
         asyncio.run(ApiKeyService(store).revoke("0123456789abcdef"))
@@ -177,7 +149,7 @@ def test_revoking_an_unknown_key_is_404(store: InMemoryKeyStore) -> None:
 
 def test_the_bootstrap_key_is_stored_on_first_use_and_stays_revoked(store: InMemoryKeyStore) -> None:
     text, presented = generate_key()
-    clock = Clock()
+    clock = ManualClock()
     guard = AccessGuard(Settings(auth_enabled=True, bootstrap_admin_key=text), clock=clock)
     guard.start(store, ROUTES)
     authorize(guard, "list_keys", f"Bearer {text}")

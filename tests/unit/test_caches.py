@@ -10,24 +10,16 @@ from hypothesis import strategies as st
 from telemetry_server.models.cache_dependency import read_dependency, write_dependencies
 from telemetry_server.ports import Lookup
 from telemetry_server.services.local_cache import LocalCache
-from telemetry_server.services.query_cache import TwoLevelCache
 from telemetry_server.services.single_flight import SingleFlight
-from telemetry_server.services.stats import Stats
-from tests.fakes import InMemoryQueryCache
+from telemetry_server.services.stats_records import CacheLevel, Stats
+from telemetry_server.services.two_level_cache import TwoLevelCache
+from tests.fakes import InMemoryQueryCache, ManualClock
 
 TAGS = ["region:eu", "region:us", "host:a", "host:b"]
 
 
-class Clock:
-    def __init__(self) -> None:
-        self.now = 0.0
-
-    def __call__(self) -> float:
-        return self.now
-
-
 def test_local_cache_expires_evicts_and_invalidates_by_name() -> None:
-    clock = Clock()
+    clock = ManualClock()
     cache = LocalCache(max_entries=2, ttl_seconds=5, clock=clock)
     cache.put("a", "n:cpu", b"A", cache.version("n:cpu"))
     cache.put("b", "*", b"B", cache.version("*"))
@@ -37,7 +29,7 @@ def test_local_cache_expires_evicts_and_invalidates_by_name() -> None:
     cache.invalidate(["n:mem"])
     assert cache.get("c") is None
     assert cache.get("a") == b"A"
-    clock.now = 6
+    clock.now += 6
     assert cache.get("a") is None
 
 
@@ -101,7 +93,7 @@ def test_second_read_is_an_l1_hit_without_asking_redis() -> None:
         return await cache.lookup("n:cpu", "q")
 
     assert asyncio.run(scenario()).value == b"body"
-    assert stats.cache["l1_hits"] == 1
+    assert stats.cache[CacheLevel.L1].hits == 1
 
 
 def test_another_workers_write_drops_the_l1_entry() -> None:

@@ -48,7 +48,7 @@ def test_every_parameter() -> None:
         f"&limit=5&sort=asc&cursor={cursor}"
     )
 
-    assert query == MetricQuery("cpu.load", ("env:prod", "host:a"), START, END, 5, SortOrder.OLDEST, Cursor(START, ID))
+    assert query == MetricQuery("cpu.load", ("env:prod", "host:a"), START, END, 5, SortOrder.ASC, Cursor(START, ID))
 
 
 def test_repeated_tags_are_all_kept_in_a_normal_order() -> None:
@@ -115,8 +115,8 @@ def test_limit_out_of_bounds_or_not_a_whole_number(limit: str) -> None:
 
 
 def test_sort_orders() -> None:
-    assert parse("sort=desc").order is SortOrder.NEWEST
-    assert parse("sort=asc").order is SortOrder.OLDEST
+    assert parse("sort=desc").order is SortOrder.DESC
+    assert parse("sort=asc").order is SortOrder.ASC
 
 
 # the JSON `filters` form

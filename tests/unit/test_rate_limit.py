@@ -8,20 +8,12 @@ import pytest
 
 from telemetry_server.errors import RateLimited, StorageUnavailable
 from telemetry_server.services.rate_limit import RateLimiter, TokenBucket
-from tests.fakes import InMemoryTokenSource
-
-
-class Clock:
-    def __init__(self) -> None:
-        self.now = 100.0
-
-    def __call__(self) -> float:
-        return self.now
+from tests.fakes import InMemoryTokenSource, ManualClock
 
 
 def test_workers_sharing_a_bucket_admit_no_more_than_it_holds() -> None:
     shared = InMemoryTokenSource(tokens=50)  # limit + burst for the period under test
-    workers = [RateLimiter(shared, per_second=100, burst=50, clock=Clock()) for _ in range(3)]
+    workers = [RateLimiter(shared, per_second=100, burst=50, clock=ManualClock()) for _ in range(3)]
 
     async def scenario() -> int:
         admitted = 0
@@ -38,7 +30,7 @@ def test_workers_sharing_a_bucket_admit_no_more_than_it_holds() -> None:
 
 
 def test_a_refusal_says_when_to_retry_and_carries_ratelimit_headers() -> None:
-    limiter = RateLimiter(InMemoryTokenSource(tokens=2), per_second=1, burst=2, clock=Clock())
+    limiter = RateLimiter(InMemoryTokenSource(tokens=2), per_second=1, burst=2, clock=ManualClock())
 
     async def scenario() -> None:
         await limiter.admit("c")
@@ -56,7 +48,7 @@ def test_a_refusal_says_when_to_retry_and_carries_ratelimit_headers() -> None:
 
 def test_a_batch_costs_one_token_per_metric() -> None:
     shared = InMemoryTokenSource(tokens=10)
-    limiter = RateLimiter(shared, per_second=1, burst=10, clock=Clock())
+    limiter = RateLimiter(shared, per_second=1, burst=10, clock=ManualClock())
 
     async def scenario() -> None:
         await limiter.admit("c", 8)
@@ -77,7 +69,7 @@ def test_leases_are_taken_in_advance_so_most_requests_skip_the_shared_bucket() -
         return await original(client, want)
 
     shared.take = counting  # type: ignore[method-assign]
-    limiter = RateLimiter(shared, per_second=10_000, burst=20_000, clock=Clock())
+    limiter = RateLimiter(shared, per_second=10_000, burst=20_000, clock=ManualClock())
 
     async def scenario() -> None:
         for _ in range(1000):
@@ -90,7 +82,7 @@ def test_leases_are_taken_in_advance_so_most_requests_skip_the_shared_bucket() -
 def test_without_the_shared_bucket_each_worker_limits_locally() -> None:
     shared = InMemoryTokenSource()
     shared.failure = StorageUnavailable("Redis is unreachable (test)")
-    clock = Clock()
+    clock = ManualClock()
     limiter = RateLimiter(shared, per_second=5, burst=5, clock=clock)
 
     async def scenario() -> int:
@@ -125,7 +117,7 @@ def test_concurrent_requests_wait_for_one_refill_instead_of_each_taking_a_lease(
         return await original(client, want)
 
     shared.take = slow  # type: ignore[method-assign]
-    limiter = RateLimiter(shared, per_second=1000, burst=1000, clock=Clock())
+    limiter = RateLimiter(shared, per_second=1000, burst=1000, clock=ManualClock())
 
     async def scenario() -> list[object]:
         return await asyncio.gather(*(limiter.admit("c") for _ in range(40)), return_exceptions=True)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import datetime
 
 import orjson
 
@@ -12,13 +12,10 @@ from telemetry_server.errors import NotFound
 from telemetry_server.models.cache_dependency import write_dependencies
 from telemetry_server.models.metric import Metric, MetricInput
 from telemetry_server.models.metric_query import Cursor, PreparedListing, is_object_id
+from telemetry_server.models.timestamps import utc_now
 from telemetry_server.ports import MetricStore, QueryCache
 from telemetry_server.services.group_commit import GroupCommitter
 from telemetry_server.services.single_flight import SingleFlight
-
-
-def utc_now() -> datetime:
-    return datetime.now(UTC)
 
 
 @dataclass(frozen=True, slots=True)

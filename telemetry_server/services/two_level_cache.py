@@ -7,7 +7,7 @@ from dataclasses import replace
 
 from telemetry_server.ports import Lookup, QueryCache
 from telemetry_server.services.local_cache import LocalCache
-from telemetry_server.services.stats import Stats
+from telemetry_server.services.stats_records import CacheLevel, Stats
 
 
 class TwoLevelCache:
@@ -20,12 +20,9 @@ class TwoLevelCache:
     def __init__(self, local: LocalCache, shared: QueryCache, stats: Stats) -> None:
         self._local = local
         self._shared = shared
-        self._stats = stats
+        self._l1_counts = stats.cache[CacheLevel.L1]
+        self._l2_counts = stats.cache[CacheLevel.L2]
         self._subscribed = False
-
-    @property
-    def available(self) -> bool:
-        return self._shared.available
 
     @property
     def local_live(self) -> bool:
@@ -35,13 +32,13 @@ class TwoLevelCache:
         version = None
         if self.local_live:
             value = self._local.get(query_key)
-            self._stats.cache_event("l1", value is not None)
+            self._l1_counts.count(value is not None)
             if value is not None:
                 return Lookup(value, b"", dependency)
             version = self._local.version(dependency)
         found = await self._shared.lookup(dependency, query_key)
         if found.generation:  # Redis answered
-            self._stats.cache_event("l2", found.value is not None)
+            self._l2_counts.count(found.value is not None)
         if found.value is not None and version is not None:
             self._local.put(query_key, dependency, found.value, version)
         return replace(found, dependency=dependency, local_version=version)
