@@ -137,7 +137,7 @@ def services(action: str, state_dir: Path, environ: dict[str, str]) -> int:
     """Detached local engines for development and tests; their pids and URIs are kept in `state_dir`."""
     state_file = state_dir / "services.json"
     state: dict[str, dict[str, str | int]] = json.loads(state_file.read_text()) if state_file.is_file() else {}
-    running = {kind: entry for kind, entry in state.items() if _alive(int(entry["pid"]))}
+    running = {kind: entry for kind, entry in state.items() if engines.alive(int(entry["pid"]))}
     if action == "up":
         for kind in ("mongo", "redis"):
             if kind in running:
@@ -164,14 +164,6 @@ def services(action: str, state_dir: Path, environ: dict[str, str]) -> int:
         print("no local services running", file=sys.stderr)
         return 1
     return 0
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    return True
 
 
 def _overrides(args: argparse.Namespace) -> dict[str, Any]:

@@ -102,9 +102,9 @@ def stop_pid(pid: int, timeout: float = 10.0) -> None:
     with contextlib.suppress(ProcessLookupError):
         os.kill(pid, signal.SIGTERM)
         deadline = time.monotonic() + timeout
-        while _alive(pid) and time.monotonic() < deadline:
+        while alive(pid) and time.monotonic() < deadline:
             time.sleep(0.05)
-        if _alive(pid):
+        if alive(pid):
             os.kill(pid, signal.SIGKILL)
     child = _CHILDREN.pop(pid, None)
     if child is not None:
@@ -143,7 +143,8 @@ def _port_open(port: int) -> bool:
         return sock.connect_ex((LOOPBACK, port)) == 0
 
 
-def _alive(pid: int) -> bool:
+def alive(pid: int) -> bool:
+    """Whether the process runs; a child of ours that has exited is reaped here (so it leaves no zombie)."""
     child = _CHILDREN.get(pid)
     if child is not None:
         return child.poll() is None
