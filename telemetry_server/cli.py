@@ -67,7 +67,7 @@ def serve(settings: Settings, environ: dict[str, str]) -> int:
             data_dir = settings.data_dir / settings.app_env
             overrides = stack.enter_context(engines.embedded_engines(environ, data_dir))
             os.environ.update(overrides)  # the workers read their settings from this environment
-        log.warning(
+        log.info(
             "telemetry-server %s on http://%s:%d with %d worker(s), database %s, authentication %s",
             settings.environment,
             settings.host,

@@ -34,7 +34,7 @@ class EngineError(RuntimeError):
 
 @dataclass(frozen=True, slots=True)
 class Engine:
-    """A started engine: its kind, the program that runs, its URI and its process id."""
+    """A started engine: its kind, the name of the program that runs, its URI and its process id."""
 
     kind: str
     program: str
@@ -94,7 +94,16 @@ def start(kind: str, command: list[str], port: int, log_path: Path) -> Engine:
             raise EngineError(f"{kind} did not start ({shlex.join(command)}); see {log_path}")
         time.sleep(0.05)
     scheme = "mongodb" if kind == "mongo" else "redis"
-    return Engine(kind, command[0], f"{scheme}://{LOOPBACK}:{port}", process.pid)
+    return Engine(kind, program_name(process.pid, command), f"{scheme}://{LOOPBACK}:{port}", process.pid)
+
+
+def program_name(pid: int, command: list[str]) -> str:
+    """The name the kernel gives the running process: the program a launcher such as scripts/engine.sh
+    exec'd (`secantus-mdb`, not `engine.sh`), or the script an interpreter runs; else the command's program."""
+    with contextlib.suppress(OSError):
+        if name := Path(f"/proc/{pid}/comm").read_text().strip():
+            return name
+    return Path(command[0]).name
 
 
 def stop_pid(pid: int, timeout: float = 10.0) -> None:
@@ -130,7 +139,7 @@ def embedded_engines(environ: Mapping[str, str], data_dir: Path) -> Iterator[dic
             started.append(start("redis", redis_command(port, folder), port, data_dir / "redis.log"))
             overrides["REDIS_URI"] = started[-1].uri
         for engine in started:
-            log.warning("embedded %s engine %s at %s", engine.kind, Path(engine.program).name, engine.uri)
+            log.info("embedded %s engine %s (pid %d) at %s", engine.kind, engine.program, engine.pid, engine.uri)
         yield overrides
     finally:
         for engine in reversed(started):
