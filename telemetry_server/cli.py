@@ -65,7 +65,7 @@ def serve(settings: Settings, environ: dict[str, str]) -> int:
     with contextlib.ExitStack() as stack:
         if settings.environment.allows_embedded_engines:
             data_dir = settings.data_dir / settings.app_env
-            overrides = stack.enter_context(engines.embedded_engines(environ, data_dir))
+            overrides = stack.enter_context(engines.embedded_engines(environ, data_dir, keep_running=True))
             os.environ.update(overrides)  # the workers read their settings from this environment
         log.info(
             "telemetry-server %s on http://%s:%d with %d worker(s), database %s, authentication %s",
@@ -142,14 +142,7 @@ def services(action: str, state_dir: Path, environ: dict[str, str]) -> int:
         for kind in ("mongo", "redis"):
             if kind in running:
                 continue
-            port = engines.free_port()
-            folder = state_dir / kind
-            folder.mkdir(parents=True, exist_ok=True)
-            if kind == "mongo":
-                command = engines.mongo_command(port, folder, environ)
-            else:
-                command = engines.redis_command(port, folder)
-            engine = engines.start(kind, command, port, state_dir / f"{kind}.log")
+            engine = engines.prepare(kind, state_dir, environ).start()
             running[kind] = {"pid": engine.pid, "uri": engine.uri, "program": engine.program}
         state_file.write_text(json.dumps(running, indent=2))
     elif action == "down":
