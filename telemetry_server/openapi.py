@@ -406,6 +406,8 @@ def build_spec() -> Schema:
                         "status": {"enum": ["ready", "unavailable"]},
                         "mongo": {"enum": ["up", "down"]},
                         "redis": {"enum": ["up", "down"]},
+                        "down": {"type": "array", "items": {"enum": ["mongo", "redis"]}},
+                        "detail": {"type": "string", "description": "What being down means, when a dependency is."},
                     },
                 },
             },
