@@ -5,24 +5,14 @@ from __future__ import annotations
 import os
 import re
 import signal
-import time
 from collections.abc import Callable
 from pathlib import Path
 
 import httpx
 
-from tests.integration.conftest import ServerProcess
+from tests.integration.conftest import ServerProcess, wait_until
 
 STARTED = re.compile(r"embedded (mongo|redis) engine \S+ \(pid (\d+)\) at ")
-
-
-def eventually(check: Callable[[], bool], seconds: float = 30) -> bool:
-    deadline = time.monotonic() + seconds
-    while time.monotonic() < deadline:
-        if check():
-            return True
-        time.sleep(0.1)
-    return False
 
 
 def process_state(pid: int) -> str | None:
@@ -53,7 +43,7 @@ def test_a_killed_embedded_engine_is_reaped_and_restarted(
 
         for kind, pid in pids.items():
             os.kill(pid, signal.SIGKILL)
-            assert eventually(lambda kind=kind: recovered(kind)), server.log_path.read_text()[-3000:]
+            assert wait_until(lambda kind=kind: recovered(kind)), server.log_path.read_text()[-3000:]
             assert process_state(pid) in (None, "X"), f"the killed {kind} engine was not reaped"
 
         assert client.get(f"/metrics/{stored.json()['id']}").status_code == 200  # same data, acknowledged write kept

@@ -17,7 +17,7 @@ from bson import ObjectId
 from pymongo import MongoClient
 
 from telemetry_server import engines
-from tests.integration.conftest import ServerProcess
+from tests.integration.conftest import ServerProcess, wait_until
 
 WRITE_STATUSES = {201, 503}
 READ_STATUSES = {200, 503}
@@ -79,15 +79,6 @@ class Load:
                         self.statuses["GET", read.status_code] += 1
                     if written.status_code == 201:
                         self.acknowledged.append(written.json()["id"])
-
-
-def wait_until(check: Callable[[], bool], seconds: float) -> bool:
-    deadline = time.monotonic() + seconds
-    while time.monotonic() < deadline:
-        if check():
-            return True
-        time.sleep(0.1)
-    return False
 
 
 @pytest.fixture
