@@ -81,8 +81,17 @@ start() {
     mkdir -p "$datadir"
     # An explicit (empty) config stops auto-discovery of ./secantusd.toml, ~/.secantus/secantusd.toml.
     : >"$datadir/engine-empty.toml"
-    exec "$ENGINE_BIN" --config "$datadir/engine-empty.toml" --host 127.0.0.1 --port "$port" --storage-path "$datadir" \
-        --cache-size "${ENGINE_CACHE_SIZE:-512M}" --log-file-max 32MB --log-level WARNING
+    # The kernel names a process after the file it executes, so through this link ps and the server's log
+    # say secantus-mdb (not secantusd-rs, nor engine.sh).
+    local named="$ENGINE_ROOT/bin/$ENGINE_NAME"
+    [[ -e "$named" ]] || ln -s secantusd-rs "$named" 2>/dev/null || [[ -e "$named" ]] || named="$ENGINE_BIN"
+    # The engine accepts writeConcern j:true but does not act on it: a commit reaches the disk only at its
+    # next log flush, so kill -9 loses writes already acknowledged. --sync-on-commit fsyncs every commit.
+    # ENGINE_SYNC_ON_COMMIT=0 leaves it out: faster writes, for benchmarks and data you can lose.
+    local durability=(--sync-on-commit)
+    [[ "${ENGINE_SYNC_ON_COMMIT:-1}" != 0 ]] || durability=()
+    exec "$named" --config "$datadir/engine-empty.toml" --host 127.0.0.1 --port "$port" --storage-path "$datadir" \
+        --cache-size "${ENGINE_CACHE_SIZE:-512M}" --log-file-max 32MB --log-level WARNING "${durability[@]}"
 }
 
 case "${1:-}" in

@@ -65,9 +65,9 @@ def serve(settings: Settings, environ: dict[str, str]) -> int:
     with contextlib.ExitStack() as stack:
         if settings.environment.allows_embedded_engines:
             data_dir = settings.data_dir / settings.app_env
-            overrides = stack.enter_context(engines.embedded_engines(environ, data_dir))
+            overrides = stack.enter_context(engines.embedded_engines(environ, data_dir, keep_running=True))
             os.environ.update(overrides)  # the workers read their settings from this environment
-        log.warning(
+        log.info(
             "telemetry-server %s on http://%s:%d with %d worker(s), database %s, authentication %s",
             settings.environment,
             settings.host,
@@ -137,19 +137,12 @@ def services(action: str, state_dir: Path, environ: dict[str, str]) -> int:
     """Detached local engines for development and tests; their pids and URIs are kept in `state_dir`."""
     state_file = state_dir / "services.json"
     state: dict[str, dict[str, str | int]] = json.loads(state_file.read_text()) if state_file.is_file() else {}
-    running = {kind: entry for kind, entry in state.items() if _alive(int(entry["pid"]))}
+    running = {kind: entry for kind, entry in state.items() if engines.alive(int(entry["pid"]))}
     if action == "up":
         for kind in ("mongo", "redis"):
             if kind in running:
                 continue
-            port = engines.free_port()
-            folder = state_dir / kind
-            folder.mkdir(parents=True, exist_ok=True)
-            if kind == "mongo":
-                command = engines.mongo_command(port, folder, environ)
-            else:
-                command = engines.redis_command(port, folder)
-            engine = engines.start(kind, command, port, state_dir / f"{kind}.log")
+            engine = engines.prepare(kind, state_dir, environ).start()
             running[kind] = {"pid": engine.pid, "uri": engine.uri, "program": engine.program}
         state_file.write_text(json.dumps(running, indent=2))
     elif action == "down":
@@ -164,14 +157,6 @@ def services(action: str, state_dir: Path, environ: dict[str, str]) -> int:
         print("no local services running", file=sys.stderr)
         return 1
     return 0
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    return True
 
 
 def _overrides(args: argparse.Namespace) -> dict[str, Any]:

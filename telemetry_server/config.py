@@ -43,6 +43,9 @@ class Settings:
     redis_uri: str | None = None
     mongo_pool_size: int = 32
     mongo_timeout_ms: int = 2000
+    # A write is acknowledged (201) only once a majority has it in its journal: see README, Reliability.
+    mongo_write_concern: int | str = "majority"
+    mongo_journal: bool = True
     redis_pool_size: int = 32
     redis_timeout_ms: int = 250
     cache_ttl_seconds: int = 60
@@ -94,6 +97,8 @@ def load_settings(environ: Mapping[str, str]) -> Settings:
         redis_uri=env.uri("REDIS_URI", ("redis", "rediss", "unix")),
         mongo_pool_size=env.integer("MONGO_POOL_SIZE", DEFAULTS.mongo_pool_size, 1, 1000),
         mongo_timeout_ms=env.integer("MONGO_TIMEOUT_MS", DEFAULTS.mongo_timeout_ms, 50, 60_000),
+        mongo_write_concern=env.write_concern("MONGO_WRITE_CONCERN", DEFAULTS.mongo_write_concern),
+        mongo_journal=env.boolean("MONGO_JOURNAL", DEFAULTS.mongo_journal),
         redis_pool_size=env.integer("REDIS_POOL_SIZE", DEFAULTS.redis_pool_size, 1, 1000),
         redis_timeout_ms=env.integer("REDIS_TIMEOUT_MS", DEFAULTS.redis_timeout_ms, 10, 60_000),
         cache_ttl_seconds=env.integer("CACHE_TTL_SECONDS", DEFAULTS.cache_ttl_seconds, 0, 86_400),
@@ -182,6 +187,17 @@ class _Reader:
         if not low <= value <= high:
             raise ConfigurationError(name, f"{value} is outside {low}..{high}")
         return value
+
+    def write_concern(self, name: str, default: int | str) -> int | str:
+        """`majority` or a number of nodes; never 0, which would acknowledge writes nobody confirmed."""
+        raw = self._get(name)
+        if raw is None:
+            return default
+        if raw.lower() == "majority":
+            return "majority"
+        if raw.isascii() and raw.isdigit() and 1 <= int(raw) <= 50:
+            return int(raw)
+        raise ConfigurationError(name, f"{raw[:40]!r} must be majority or a number of nodes from 1 to 50")
 
     def plugin(self, name: str) -> str | None:
         """`package.module:callable`, imported at startup (never fetched); None when unset."""

@@ -15,6 +15,7 @@ import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
@@ -24,6 +25,7 @@ log = logging.getLogger("telemetry_server.engines")
 
 LOOPBACK = "127.0.0.1"
 _START_TIMEOUT_SECONDS = 30.0
+_CHECK_SECONDS = 0.5
 # Children this process started, kept so that they are reaped (not warned about) when stopped.
 _CHILDREN: dict[int, subprocess.Popen[bytes]] = {}
 
@@ -34,7 +36,7 @@ class EngineError(RuntimeError):
 
 @dataclass(frozen=True, slots=True)
 class Engine:
-    """A started engine: its kind, the program that runs, its URI and its process id."""
+    """A started engine: its kind, the name of the program that runs, its URI and its process id."""
 
     kind: str
     program: str
@@ -94,7 +96,16 @@ def start(kind: str, command: list[str], port: int, log_path: Path) -> Engine:
             raise EngineError(f"{kind} did not start ({shlex.join(command)}); see {log_path}")
         time.sleep(0.05)
     scheme = "mongodb" if kind == "mongo" else "redis"
-    return Engine(kind, command[0], f"{scheme}://{LOOPBACK}:{port}", process.pid)
+    return Engine(kind, program_name(process.pid, command), f"{scheme}://{LOOPBACK}:{port}", process.pid)
+
+
+def program_name(pid: int, command: list[str]) -> str:
+    """The name the kernel gives the running process: the program a launcher such as scripts/engine.sh
+    exec'd (`secantus-mdb`, not `engine.sh`), or the script an interpreter runs; else the command's program."""
+    with contextlib.suppress(OSError):
+        if name := Path(f"/proc/{pid}/comm").read_text().strip():
+            return name
+    return Path(command[0]).name
 
 
 def stop_pid(pid: int, timeout: float = 10.0) -> None:
@@ -102,39 +113,140 @@ def stop_pid(pid: int, timeout: float = 10.0) -> None:
     with contextlib.suppress(ProcessLookupError):
         os.kill(pid, signal.SIGTERM)
         deadline = time.monotonic() + timeout
-        while _alive(pid) and time.monotonic() < deadline:
+        while alive(pid) and time.monotonic() < deadline:
             time.sleep(0.05)
-        if _alive(pid):
+        if alive(pid):
             os.kill(pid, signal.SIGKILL)
     child = _CHILDREN.pop(pid, None)
     if child is not None:
         child.wait()
 
 
+@dataclass(frozen=True, slots=True)
+class Launch:
+    """How to start one engine, again on the same port and data when it has to be restarted."""
+
+    kind: str
+    command: tuple[str, ...]
+    port: int
+    log_path: Path
+
+    def start(self) -> Engine:
+        return start(self.kind, list(self.command), self.port, self.log_path)
+
+
+def prepare(kind: str, root: Path, environ: Mapping[str, str]) -> Launch:
+    """A `kind` engine ("mongo" or "redis") on a free port, with its data in `root/kind`, its log beside it."""
+    port = free_port()
+    folder = root / kind
+    folder.mkdir(parents=True, exist_ok=True)
+    command = mongo_command(port, folder, environ) if kind == "mongo" else redis_command(port, folder)
+    return Launch(kind, tuple(command), port, root / f"{kind}.log")
+
+
+def restart_delays(first: float = 0.5, longest: float = 30.0) -> Iterator[float]:
+    """Seconds to wait before each restart attempt: none before the first, then doubling up to `longest`."""
+    yield 0.0
+    delay = first
+    while True:
+        yield delay
+        delay = min(delay * 2, longest)
+
+
+def exit_description(child: subprocess.Popen[bytes] | None) -> str:
+    code = None if child is None else child.returncode
+    if code is None:
+        return "is gone"
+    if code >= 0:
+        return f"exited with status {code}"
+    try:
+        return f"was killed by {signal.Signals(-code).name}"
+    except ValueError:  # a signal Python has no name for
+        return f"was killed by signal {-code}"
+
+
+class KeptEngine:
+    """An engine kept running: once `keep_running` is called, a thread reaps it if it dies and starts it again
+    on the same port and data, with backoff, logging its death and its return once each (not per attempt)."""
+
+    def __init__(self, launch: Launch, check_seconds: float = _CHECK_SECONDS) -> None:
+        self.launch = launch
+        self.engine = launch.start()
+        self._running = True  # False while a dead engine awaits its restart: its pid may be reused by then
+        self._check_seconds = check_seconds
+        self._stopping = threading.Event()
+        self._watcher: threading.Thread | None = None
+
+    def keep_running(self) -> None:
+        self._watcher = threading.Thread(target=self._watch, name=f"{self.launch.kind}-engine", daemon=True)
+        self._watcher.start()
+
+    def stop(self) -> None:
+        # The watcher goes first, so that an engine being stopped is not restarted.
+        self._stopping.set()
+        if self._watcher is not None:
+            self._watcher.join()
+        if self._running:
+            stop_pid(self.engine.pid)
+
+    def _watch(self) -> None:
+        while not self._stopping.wait(self._check_seconds):
+            if not alive(self.engine.pid):
+                self._restart()
+
+    def _restart(self) -> None:
+        dead, began = self.engine, time.monotonic()
+        self._running = False
+        log.warning(
+            "embedded %s engine %s (pid %d) %s; restarting it at %s (its log: %s)",
+            dead.kind,
+            dead.program,
+            dead.pid,
+            exit_description(_CHILDREN.pop(dead.pid, None)),
+            dead.uri,
+            self.launch.log_path,
+        )
+        for attempt, delay in enumerate(restart_delays(), start=1):
+            if self._stopping.wait(delay):
+                return
+            try:
+                self.engine, self._running = self.launch.start(), True
+            except EngineError as exc:
+                log.debug("embedded %s engine: restart attempt %d failed: %s", dead.kind, attempt, exc)
+                continue
+            log.info(
+                "embedded %s engine %s is back (pid %d) after %.1f s, %d attempt(s)",
+                dead.kind,
+                self.engine.program,
+                self.engine.pid,
+                time.monotonic() - began,
+                attempt,
+            )
+            return
+
+
 @contextlib.contextmanager
-def embedded_engines(environ: Mapping[str, str], data_dir: Path) -> Iterator[dict[str, str]]:
-    """Start the engines whose URI is unset; yield the variables that point at them; stop them after."""
-    started: list[Engine] = []
+def embedded_engines(
+    environ: Mapping[str, str], data_dir: Path, *, keep_running: bool = False
+) -> Iterator[dict[str, str]]:
+    """Start the engines whose URI is unset (restarting them when they die, if `keep_running`); yield the
+    variables that point at them; stop them after."""
+    kept: list[KeptEngine] = []
     overrides: dict[str, str] = {}
     try:
-        if not environ.get("MONGO_URI"):
-            port = free_port()
-            folder = data_dir / "mongo"
-            folder.mkdir(parents=True, exist_ok=True)
-            started.append(start("mongo", mongo_command(port, folder, environ), port, data_dir / "mongo.log"))
-            overrides["MONGO_URI"] = started[-1].uri
-        if not environ.get("REDIS_URI"):
-            port = free_port()
-            folder = data_dir / "redis"
-            folder.mkdir(parents=True, exist_ok=True)
-            started.append(start("redis", redis_command(port, folder), port, data_dir / "redis.log"))
-            overrides["REDIS_URI"] = started[-1].uri
-        for engine in started:
-            log.warning("embedded %s engine %s at %s", engine.kind, Path(engine.program).name, engine.uri)
+        for kind, variable in (("mongo", "MONGO_URI"), ("redis", "REDIS_URI")):
+            if not environ.get(variable):
+                kept.append(KeptEngine(prepare(kind, data_dir, environ)))
+                overrides[variable] = kept[-1].engine.uri
+        for keeper in kept:
+            engine = keeper.engine
+            log.info("embedded %s engine %s (pid %d) at %s", engine.kind, engine.program, engine.pid, engine.uri)
+            if keep_running:
+                keeper.keep_running()
         yield overrides
     finally:
-        for engine in reversed(started):
-            stop_pid(engine.pid)
+        for keeper in reversed(kept):
+            keeper.stop()
 
 
 def _port_open(port: int) -> bool:
@@ -143,7 +255,8 @@ def _port_open(port: int) -> bool:
         return sock.connect_ex((LOOPBACK, port)) == 0
 
 
-def _alive(pid: int) -> bool:
+def alive(pid: int) -> bool:
+    """Whether the process runs; a child of ours that has exited is reaped here (so it leaves no zombie)."""
     child = _CHILDREN.get(pid)
     if child is not None:
         return child.poll() is None

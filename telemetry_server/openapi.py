@@ -155,6 +155,8 @@ _SCHEMAS: Schema = {
             "status": {"enum": ["ready", "unavailable"]},
             "mongo": {"enum": ["up", "down"]},
             "redis": {"enum": ["up", "down"]},
+            "down": {"type": "array", "items": {"enum": ["mongo", "redis"]}},
+            "detail": {"type": "string", "description": "What being down means, when a dependency is."},
         },
     },
 }

@@ -23,6 +23,10 @@ _READINESS = Operation(
         503: ("MongoDB is unreachable.", json_content(ref("Readiness"))),
     },
 )
+_WHEN_DOWN = {
+    "mongo": "MongoDB (MONGO_URI) does not answer: requests that need it are answered 503.",
+    "redis": "Redis (REDIS_URI) does not answer: listings are served from MongoDB, uncached.",
+}
 
 
 class HealthResource:
@@ -42,7 +46,10 @@ class HealthResource:
             mongo = "down"
         redis = "up" if await self._cache.ping() else "down"
         ready = mongo == "up"
-        body = {"status": "ready" if ready else "unavailable", "mongo": mongo, "redis": redis}
+        body: dict[str, object] = {"status": "ready" if ready else "unavailable", "mongo": mongo, "redis": redis}
+        down = [name for name, state in (("mongo", mongo), ("redis", redis)) if state == "down"]
+        if down:
+            body |= {"down": down, "detail": " ".join(_WHEN_DOWN[name] for name in down)}
         return json_response(body, 200 if ready else 503, [] if ready else [(b"retry-after", b"1")])
 
     def routes(self) -> list[Route[Access]]:

@@ -67,6 +67,10 @@ def create_mongo_client(
         # A live server may take longer than the selection timeout to store a large batch.
         socketTimeoutMS=timeout * 10,
         waitQueueTimeoutMS=timeout,
+        # Every write (metrics and keys) waits for this before it is acknowledged; these keywords win over
+        # any w/journal given in MONGO_URI, so the durability promise is decided in one place.
+        w=settings.mongo_write_concern,
+        journal=settings.mongo_journal,
         event_listeners=[PoolWaitListener(observe_pool_wait_ms)] if observe_pool_wait_ms else [],
     )
 

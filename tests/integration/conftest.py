@@ -137,3 +137,13 @@ def client(base_url: str) -> Iterator[httpx.Client]:
 def metric_name() -> str:
     """A name no other test uses, so tests sharing one database do not see each other's metrics."""
     return f"test.{uuid.uuid4().hex[:12]}"
+
+
+def wait_until(check: Callable[[], bool], seconds: float = 30) -> bool:
+    """Whether `check` came true within `seconds` (polled every 0.1 s)."""
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        if check():
+            return True
+        time.sleep(0.1)
+    return False

@@ -112,6 +112,8 @@ def test_readyz_stays_ready_without_redis(harness: Harness) -> None:
 
     assert reply.status == 200
     assert reply.json()["redis"] == "down"
+    assert reply.json()["down"] == ["redis"]
+    assert "Redis (REDIS_URI) does not answer" in reply.json()["detail"]
 
 
 def test_readyz_is_503_without_mongo(make_app: AppFactory) -> None:
@@ -121,7 +123,13 @@ def test_readyz_is_503_without_mongo(make_app: AppFactory) -> None:
 
     assert reply.status == 503
     assert reply.header("retry-after") == "1"
-    assert reply.json() == {"status": "unavailable", "mongo": "down", "redis": "up"}
+    assert reply.json() == {
+        "status": "unavailable",
+        "mongo": "down",
+        "redis": "up",
+        "down": ["mongo"],
+        "detail": "MongoDB (MONGO_URI) does not answer: requests that need it are answered 503.",
+    }
 
 
 # Routing

@@ -34,6 +34,8 @@ def test_every_variable_is_read() -> None:
             **URIS,
             "MONGO_POOL_SIZE": "8",
             "MONGO_TIMEOUT_MS": "500",
+            "MONGO_WRITE_CONCERN": "1",
+            "MONGO_JOURNAL": "false",
             "REDIS_POOL_SIZE": "4",
             "REDIS_TIMEOUT_MS": "100",
             "CACHE_TTL_SECONDS": "0",
@@ -56,6 +58,8 @@ def test_every_variable_is_read() -> None:
         redis_uri=URIS["REDIS_URI"],
         mongo_pool_size=8,
         mongo_timeout_ms=500,
+        mongo_write_concern=1,
+        mongo_journal=False,
         redis_pool_size=4,
         redis_timeout_ms=100,
         cache_ttl_seconds=0,
@@ -99,6 +103,11 @@ def test_values_are_stripped() -> None:
         ("REDIS_URI", "http://cache"),
         ("REDIS_URI", "redis://user:pw@"),
         ("MONGO_TIMEOUT_MS", "10"),
+        ("MONGO_WRITE_CONCERN", "0"),
+        ("MONGO_WRITE_CONCERN", "-1"),
+        ("MONGO_WRITE_CONCERN", "٣"),
+        ("MONGO_WRITE_CONCERN", "all"),
+        ("MONGO_JOURNAL", "maybe"),
         ("MAX_BODY_BYTES", "100"),
         ("LOG_LEVEL", "loud"),
         ("DEFAULT_PAGE_SIZE", "5000"),
@@ -137,6 +146,11 @@ def test_staging_and_prod_need_both_uris(environment: str, missing: str) -> None
 def test_local_environments_allow_embedded_engines(environment: str) -> None:
     assert Environment(environment).allows_embedded_engines
     assert load_settings({"ENVIRONMENT": environment}).mongo_uri is None
+
+
+def test_writes_are_durable_by_default() -> None:
+    assert (DEFAULTS.mongo_write_concern, DEFAULTS.mongo_journal) == ("majority", True)
+    assert load_settings({"MONGO_WRITE_CONCERN": "MAJORITY"}).mongo_write_concern == "majority"
 
 
 def test_default_page_size_may_equal_the_maximum() -> None:

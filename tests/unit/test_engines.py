@@ -1,7 +1,14 @@
-"""Building the command lines of the local engines; nothing is started here."""
+"""Building the command lines of the local engines, and keeping them running; no engine is started here."""
 
 from __future__ import annotations
 
+import itertools
+import logging
+import os
+import subprocess
+import sys
+import time
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -150,3 +157,114 @@ def test_a_failed_second_engine_stops_the_first(tmp_path: Path, monkeypatch: pyt
         pass
 
     assert stopped == [4242]
+
+
+# Keeping an engine running: restarts with backoff, logged once per death and once per return.
+
+
+def test_restarts_wait_longer_each_time_up_to_a_bound() -> None:
+    delays = list(itertools.islice(engines.restart_delays(first=0.5, longest=4.0), 7))
+
+    assert delays == [0.0, 0.5, 1.0, 2.0, 4.0, 4.0, 4.0]
+
+
+def test_how_an_engine_ended() -> None:
+    killed = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    killed.kill()
+    killed.wait()
+    failed = subprocess.Popen([sys.executable, "-c", "raise SystemExit(3)"])
+    failed.wait()
+
+    assert engines.exit_description(killed) == "was killed by SIGKILL"
+    assert engines.exit_description(failed) == "exited with status 3"
+    assert engines.exit_description(None) == "is gone"
+
+
+def test_alive_reaps_an_exited_child() -> None:
+    child = subprocess.Popen([sys.executable, "-c", "pass"])
+    engines._CHILDREN[child.pid] = child
+    try:
+        child.wait()
+        assert not engines.alive(child.pid)
+        assert child.returncode == 0
+    finally:
+        engines._CHILDREN.pop(child.pid)
+    assert engines.alive(os.getpid())
+
+
+class FlakyEngines:
+    """`start` for a KeptEngine: the first start works, the next `failures` fail, then they work again."""
+
+    def __init__(self, failures: int) -> None:
+        self.failures = failures
+        self.starts = 0
+        self.dead: set[int] = set()
+        self.stopped: list[int] = []
+
+    def start(self, kind: str, command: list[str], port: int, log_path: Path) -> engines.Engine:
+        self.starts += 1
+        if 1 < self.starts <= 1 + self.failures:
+            raise engines.EngineError(f"{kind} did not start")
+        return engines.Engine(kind, "wire-server", f"mongodb://127.0.0.1:{port}", 100 + self.starts)
+
+    def alive(self, pid: int) -> bool:
+        return pid not in self.dead
+
+
+@pytest.fixture
+def flaky(monkeypatch: pytest.MonkeyPatch) -> Callable[[int], FlakyEngines]:
+    def install(failures: int) -> FlakyEngines:
+        fake = FlakyEngines(failures)
+        monkeypatch.setattr(engines, "start", fake.start)
+        monkeypatch.setattr(engines, "alive", fake.alive)
+        monkeypatch.setattr(engines, "stop_pid", fake.stopped.append)
+        monkeypatch.setattr(engines, "restart_delays", lambda: itertools.repeat(0.001))
+        return fake
+
+    return install
+
+
+def wait_for(check: Callable[[], bool]) -> None:
+    deadline = time.monotonic() + 10
+    while not check():
+        assert time.monotonic() < deadline, "gave up waiting"
+        time.sleep(0.005)
+
+
+def test_a_dead_engine_is_restarted_and_that_is_logged_once(
+    flaky: Callable[[int], FlakyEngines], caplog: pytest.LogCaptureFixture, tmp_path: Path
+) -> None:
+    caplog.set_level(logging.DEBUG, logger="telemetry_server.engines")
+    fake = flaky(2)
+    keeper = engines.KeptEngine(engines.Launch("mongo", ("wire-server",), 4000, tmp_path / "log"), check_seconds=0.005)
+    keeper.keep_running()
+    fake.dead.add(keeper.engine.pid)
+
+    wait_for(lambda: keeper.engine.pid == 104)
+    keeper.stop()
+
+    assert fake.starts == 4  # the first start, two failed restarts, one that worked
+    assert fake.stopped == [104]
+    shown = [record for record in caplog.records if record.levelno > logging.DEBUG]
+    assert [record.levelno for record in shown] == [logging.WARNING, logging.INFO]
+    died, back = (record.getMessage() for record in shown)
+    assert died == (
+        "embedded mongo engine wire-server (pid 101) is gone; "
+        f"restarting it at mongodb://127.0.0.1:4000 (its log: {tmp_path / 'log'})"
+    )
+    assert back.startswith("embedded mongo engine wire-server is back (pid 104) after ")
+    assert back.endswith(", 3 attempt(s)")
+
+
+def test_stopping_ends_the_restarts_and_spares_the_dead_engines_pid(
+    flaky: Callable[[int], FlakyEngines], tmp_path: Path
+) -> None:
+    fake = flaky(10**9)
+    keeper = engines.KeptEngine(engines.Launch("redis", ("kv",), 4001, tmp_path / "log"), check_seconds=0.005)
+    keeper.keep_running()
+    fake.dead.add(keeper.engine.pid)
+    wait_for(lambda: fake.starts > 3)
+
+    keeper.stop()
+
+    assert fake.stopped == []  # pid 101 was reaped: it may belong to someone else by now
