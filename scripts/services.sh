@@ -28,7 +28,7 @@ if [ "$mode" = docker ]; then
   exit 0
 fi
 
-scripts/bootstrap.sh
+scripts/bootstrap.sh embedded
 if [ "$action" = up ] && [ -z "${MONGO_ENGINE_CMD:-}" ]; then
   # The fast engine when it is built or can be built here (SERVICES_FAST_ENGINE=0 skips it), else SecantusDB's
   # Python server; the line below says which one runs.
