@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import contextlib
 import importlib.util
+import json
 import logging
 import os
 import shlex
@@ -19,6 +20,7 @@ import time
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
+from urllib.parse import urlsplit
 
 log = logging.getLogger("telemetry_server.engines")
 
@@ -26,6 +28,8 @@ LOOPBACK = "127.0.0.1"
 _START_TIMEOUT_SECONDS = 30.0
 # Children this process started, kept so that they are reaped (not warned about) when stopped.
 _CHILDREN: dict[int, subprocess.Popen[bytes]] = {}
+# Beside the embedded engines' data: their URIs while they run, so that other commands (`keys`) find them.
+RUNNING_FILE = "engines.json"
 
 
 class EngineError(RuntimeError):
@@ -113,7 +117,8 @@ def stop_pid(pid: int, timeout: float = 10.0) -> None:
 
 @contextlib.contextmanager
 def embedded_engines(environ: Mapping[str, str], data_dir: Path) -> Iterator[dict[str, str]]:
-    """Start the engines whose URI is unset; yield the variables that point at them; stop them after."""
+    """Start the engines whose URI is unset; yield the variables that point at them (also written to
+    `RUNNING_FILE` in `data_dir` while they run, for other commands); stop them after."""
     started: list[Engine] = []
     overrides: dict[str, str] = {}
     try:
@@ -129,12 +134,26 @@ def embedded_engines(environ: Mapping[str, str], data_dir: Path) -> Iterator[dic
             folder.mkdir(parents=True, exist_ok=True)
             started.append(start("redis", redis_command(port, folder), port, data_dir / "redis.log"))
             overrides["REDIS_URI"] = started[-1].uri
+        if overrides:
+            (data_dir / RUNNING_FILE).write_text(json.dumps(overrides))
         for engine in started:
             log.warning("embedded %s engine %s at %s", engine.kind, Path(engine.program).name, engine.uri)
         yield overrides
     finally:
+        if overrides:
+            (data_dir / RUNNING_FILE).unlink(missing_ok=True)
         for engine in reversed(started):
             stop_pid(engine.pid)
+
+
+def running_engines(data_dir: Path) -> dict[str, str]:
+    """The variables (MONGO_URI, REDIS_URI) of the embedded engines that a running `serve` keeps in `data_dir`,
+    those whose port answers: a server that was killed leaves its file behind."""
+    try:
+        recorded: dict[str, str] = json.loads((data_dir / RUNNING_FILE).read_text())
+    except (OSError, ValueError):
+        return {}
+    return {variable: uri for variable, uri in recorded.items() if _port_open(urlsplit(uri).port or 0)}
 
 
 def _port_open(port: int) -> bool:
