@@ -8,9 +8,11 @@
 #   scripts/engine.sh built              succeed when the binary is already built (never builds)
 #
 # `build` exits non-zero with a message on stderr when it cannot (no cargo, no C toolchain,
-# build error); callers then fall back to secantusd-py.
+# build error); callers then fall back to secantusd-py. While it builds, or waits for another
+# build of this user's to finish, it says so on stderr every 30 s, with the build log's path.
 # Env: ENGINE_BUILD_JOBS (default 2), ENGINE_RUST_TOOLCHAIN (rustup toolchain, default nightly
-# if installed), ENGINE_CACHE_SIZE (WiredTiger cache, default 512M).
+# if installed), ENGINE_CACHE_SIZE (WiredTiger cache, default 512M), ENGINE_PROGRESS_SECONDS (how
+# often a build, or the wait for one, says how far it has got; default 30).
 set -euo pipefail
 
 ENGINE_NAME=secantus-mdb
@@ -41,6 +43,50 @@ cargo_cmd() {
     fi
 }
 
+# cargo_install ROOT LOG: build the engine into ROOT, all output into LOG.
+cargo_install() {
+    # shellcheck disable=SC2046
+    nice -n 10 $(cargo_cmd) install "$ENGINE_NAME" --version "$ENGINE_VERSION" --locked --ignore-rust-version \
+        -j "${ENGINE_BUILD_JOBS:-2}" --root "$1" >"$2" 2>&1
+}
+
+# The log of the build under way (or of the last one): the newest build folder's.
+build_log() {
+    local newest
+    newest="$(ls -t "$CACHE_ROOT/.build-$ENGINE_NAME".*/build.log 2>/dev/null | head -n 1 || true)"
+    echo "${newest:-none yet}"
+}
+
+# Run a command in the foreground (so that Ctrl-C reaches it as before) while a background loop says, every
+# ENGINE_PROGRESS_SECONDS, how long we have been at it and how far the build log has got.
+with_progress() {
+    local what="$1" started=$SECONDS parent=$$ reporter status=0
+    shift
+    # Its stdout is not ours (a caller may be capturing the binary's path), and its sleep dies with it, so
+    # that nothing holds a caller's pipe open once we are done.
+    (
+        trap 'kill "$nap" 2>/dev/null; exit 0' TERM
+        while :; do
+            sleep "${ENGINE_PROGRESS_SECONDS:-30}" &
+            nap=$!
+            wait "$nap"
+            kill -0 "$parent" 2>/dev/null || exit 0
+            log="$(build_log)"
+            if [[ -f "$log" ]]; then
+                echo "engine.sh: $what, $((SECONDS - started)) s so far; $(grep -c Compiling "$log") crates" \
+                    "compiled, last: $(tail -n 1 "$log" | sed 's/^ *//') (log: $log)" >&2
+            else
+                echo "engine.sh: $what, $((SECONDS - started)) s so far" >&2
+            fi
+        done
+    ) >/dev/null &
+    reporter=$!
+    "$@" || status=$?
+    kill "$reporter" 2>/dev/null || true
+    wait "$reporter" 2>/dev/null || true
+    return "$status"
+}
+
 build() {
     if usable; then
         echo "$ENGINE_BIN"
@@ -52,18 +98,21 @@ build() {
     mkdir -p "$CACHE_ROOT"
     # One build at a time; a second caller waits, then reuses the result.
     exec 9>"$CACHE_ROOT/.$ENGINE_NAME.lock"
-    flock 9
+    if ! flock -n 9; then
+        echo "engine.sh: another build of $ENGINE_NAME is running (log: $(build_log)); waiting for it" >&2
+        with_progress "waiting for the other build" flock 9
+    fi
     if usable; then
         echo "$ENGINE_BIN"
         return 0
     fi
+    # Holding the lock, no build is running: any build folder left is from one that was killed.
+    rm -rf "$CACHE_ROOT/.build-$ENGINE_NAME".*
     local tmp log
     tmp="$(mktemp -d "$CACHE_ROOT/.build-$ENGINE_NAME.XXXXXX")"
     log="$tmp/build.log"
-    echo "engine.sh: building $ENGINE_NAME $ENGINE_VERSION (a few minutes on 2 cores; log: $log)" >&2
-    # shellcheck disable=SC2046
-    if ! nice -n 10 $(cargo_cmd) install "$ENGINE_NAME" --version "$ENGINE_VERSION" --locked \
-        --ignore-rust-version -j "${ENGINE_BUILD_JOBS:-2}" --root "$tmp/root" >"$log" 2>&1; then
+    echo "engine.sh: building $ENGINE_NAME $ENGINE_VERSION (about 8 minutes on 2 cores, once; log: $log)" >&2
+    if ! with_progress "building" cargo_install "$tmp/root" "$log"; then
         tail -n 20 "$log" >&2
         die "building $ENGINE_NAME $ENGINE_VERSION failed (full log: $log)"
     fi

@@ -28,18 +28,18 @@ if [ "$mode" = docker ]; then
   exit 0
 fi
 
-scripts/bootstrap.sh
+scripts/bootstrap.sh embedded
 if [ "$action" = up ] && [ -z "${MONGO_ENGINE_CMD:-}" ]; then
   # The fast engine when it is built or can be built here (SERVICES_FAST_ENGINE=0 skips it), else SecantusDB's
-  # Python server; the line below says which one runs.
-  build_log="${TMPDIR:-/tmp}/engine-build.log"
+  # Python server; the line below says which one runs. A build (or the wait for another one) reports its
+  # progress and its log's path on stderr as it goes.
   if [ "${SERVICES_FAST_ENGINE:-1}" = 0 ]; then
     echo "services: MongoDB-wire engine: secantusd-py (SERVICES_FAST_ENGINE=0)" >&2
-  elif scripts/engine.sh build >/dev/null 2>"$build_log"; then
+  elif scripts/engine.sh build >/dev/null; then
     export MONGO_ENGINE_CMD="$PWD/scripts/engine.sh start {port} {data}"
     echo "services: MongoDB-wire engine: $(scripts/engine.sh name)" >&2
   else
-    echo "services: MongoDB-wire engine: secantusd-py (fallback; the fast engine did not build: $(tail -n 1 "$build_log"))" >&2
+    echo "services: MongoDB-wire engine: secantusd-py (fallback: the fast engine did not build, see above)" >&2
   fi
 fi
 .venv/bin/telemetry-server services "$action" --state-dir "${SERVICES_STATE_DIR:-.data/services}"

@@ -5,7 +5,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-scripts/bootstrap.sh
+scripts/bootstrap.sh dev
 
 state=$(mktemp -d "${TMPDIR:-/tmp}/telemetry-test.XXXXXX")
 server_pid=

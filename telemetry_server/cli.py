@@ -94,14 +94,28 @@ def serve(settings: Settings, environ: dict[str, str]) -> int:
 
 
 def keys(args: argparse.Namespace, settings: Settings) -> int:
-    """`keys generate` prints a new key without storing it (for BOOTSTRAP_ADMIN_KEY); the others use MONGO_URI."""
+    """`keys generate` prints a new key without storing it (for BOOTSTRAP_ADMIN_KEY); the others use MONGO_URI,
+    else the embedded MongoDB-wire engine of a server running here (`scripts/serve.sh`) for this APP_ENV."""
     if args.action == "generate":
         print(generate_key()[0])
         return 0
     if settings.mongo_uri is None:
-        print("telemetry-server: keys needs MONGO_URI (see `telemetry-server services status`)", file=sys.stderr)
+        settings = replace(settings, mongo_uri=_running_mongo_uri(settings))
+    if settings.mongo_uri is None:
+        print(
+            f"telemetry-server: keys needs MONGO_URI, or a server running from this folder with APP_ENV="
+            f"{settings.app_env} and embedded engines (scripts/serve.sh)",
+            file=sys.stderr,
+        )
         return 2
     return asyncio.run(_keys(args.action, settings, Role(args.role), args.name, args.id))
+
+
+def _running_mongo_uri(settings: Settings) -> str | None:
+    uri = engines.running_engines(settings.data_dir / settings.app_env).get("MONGO_URI")
+    if uri is not None:
+        log.info("MONGO_URI is unset: using the running server's embedded engine at %s", uri)
+    return uri
 
 
 async def _keys(action: str, settings: Settings, role: Role, name: str, key_id: str | None) -> int:
@@ -170,7 +184,9 @@ def _parser() -> argparse.ArgumentParser:
     serve_cmd.add_argument("--host", help="address to bind (default HOST, 127.0.0.1)")
     serve_cmd.add_argument("--port", type=int, help="port to bind (default PORT, 8080)")
     serve_cmd.add_argument("--workers", type=int, help="worker processes (default WORKERS, 1)")
-    keys_cmd = commands.add_parser("keys", help="API keys: create, list, revoke (in MONGO_URI), or generate one")
+    keys_cmd = commands.add_parser(
+        "keys", help="API keys: create, list, revoke (in MONGO_URI, else a running server's engine), or generate one"
+    )
     key_actions = keys_cmd.add_subparsers(dest="action", required=True)
     create_cmd = key_actions.add_parser("create", help="store a new key and print it, this once")
     create_cmd.add_argument("--role", required=True, choices=("read", "write", "admin"))

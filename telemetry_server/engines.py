@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import contextlib
 import importlib.util
+import json
 import logging
 import os
 import shlex
@@ -20,6 +21,7 @@ import time
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
+from urllib.parse import urlsplit
 
 log = logging.getLogger("telemetry_server.engines")
 
@@ -28,6 +30,8 @@ _START_TIMEOUT_SECONDS = 30.0
 _CHECK_SECONDS = 0.5
 # Children this process started, kept so that they are reaped (not warned about) when stopped.
 _CHILDREN: dict[int, subprocess.Popen[bytes]] = {}
+# Beside the embedded engines' data: their URIs while they run, so that other commands (`keys`) find them.
+RUNNING_FILE = "engines.json"
 
 
 class EngineError(RuntimeError):
@@ -230,7 +234,8 @@ def embedded_engines(
     environ: Mapping[str, str], data_dir: Path, *, keep_running: bool = False
 ) -> Iterator[dict[str, str]]:
     """Start the engines whose URI is unset (restarting them when they die, if `keep_running`); yield the
-    variables that point at them; stop them after."""
+    variables that point at them (also written to `RUNNING_FILE` in `data_dir` while they run, for other
+    commands); stop them after."""
     kept: list[KeptEngine] = []
     overrides: dict[str, str] = {}
     try:
@@ -238,6 +243,8 @@ def embedded_engines(
             if not environ.get(variable):
                 kept.append(KeptEngine(prepare(kind, data_dir, environ)))
                 overrides[variable] = kept[-1].engine.uri
+        if overrides:
+            (data_dir / RUNNING_FILE).write_text(json.dumps(overrides))
         for keeper in kept:
             engine = keeper.engine
             log.info("embedded %s engine %s (pid %d) at %s", engine.kind, engine.program, engine.pid, engine.uri)
@@ -245,8 +252,20 @@ def embedded_engines(
                 keeper.keep_running()
         yield overrides
     finally:
+        if overrides:
+            (data_dir / RUNNING_FILE).unlink(missing_ok=True)
         for keeper in reversed(kept):
             keeper.stop()
+
+
+def running_engines(data_dir: Path) -> dict[str, str]:
+    """The variables (MONGO_URI, REDIS_URI) of the embedded engines that a running `serve` keeps in `data_dir`,
+    those whose port answers: a server that was killed leaves its file behind."""
+    try:
+        recorded: dict[str, str] = json.loads((data_dir / RUNNING_FILE).read_text())
+    except (OSError, ValueError):
+        return {}
+    return {variable: uri for variable, uri in recorded.items() if _port_open(urlsplit(uri).port or 0)}
 
 
 def _port_open(port: int) -> bool:

@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import logging
+import secrets
 import time
 from collections.abc import Callable, Sequence
 from typing import Any
@@ -22,11 +23,15 @@ log = logging.getLogger("telemetry_server.cache")
 # After a failure the cache is skipped for this long, so that reads do not each wait out a timeout.
 _BACKOFF_SECONDS = 1.0
 
-# KEYS: the generation counters a write bumps; ARGV: the channel and the message for every worker's L1.
+# KEYS: the generation counters a write bumps; ARGV: the channel, the message for every worker's L1, and a
+# random start for a counter that does not exist (never set, or evicted): one created again at 1 would count
+# up through values that entries stored under the evicted one still carry.
 # PERF: one command instead of a pipeline of one INCR per key: a group commit of 13 metrics touches ~50
 # keys, and redis-py spends its CPU per command encoded.
 _INVALIDATE = """
-for _, key in ipairs(KEYS) do redis.call('INCR', key) end
+for _, key in ipairs(KEYS) do
+  if redis.call('INCR', key) == 1 then redis.call('SET', key, ARGV[3]) end
+end
 redis.call('PUBLISH', ARGV[1], ARGV[2])
 return #KEYS
 """
@@ -56,6 +61,11 @@ class RedisCache:
     every key it touches (models/cache_dependency.py). A read is one MGET, and a write's invalidation one
     Lua script (`_INVALIDATE`, one round trip) that bumps the counters and publishes the keys for the L1
     caches of every worker.
+
+    Redis may evict any key (docker-compose.yml runs it allkeys-lru), a counter too; so a counter that is not
+    there is never read as 0 nor restarted at 1, but created at a random 62-bit value, from which it will not
+    count up to a value an entry stored under an evicted counter carries (odds of about 2**-62 per bump):
+    eviction costs misses, never a stale answer.
     """
 
     def __init__(self, client: Redis, subscriber: Redis, namespace: str, ttl_seconds: int) -> None:
@@ -82,12 +92,15 @@ class RedisCache:
     async def lookup(self, dependency: str, query_key: str) -> Lookup:
         if self._ttl == 0 or not await self._ready():
             return UNCACHEABLE
+        generation_key = self._generation_key(dependency)
         try:
-            values: list[Any] = await self._client.mget(self._generation_key(dependency), self._entry_key(query_key))
+            values: list[Any] = await self._client.mget(generation_key, self._entry_key(query_key))
+            generation, entry = values[0], values[1]
+            if generation is None:
+                generation, entry = await self._new_generation(generation_key), None
         except RedisError as exc:
             self._failed("read", exc)
             return UNCACHEABLE
-        generation, entry = values[0] or b"0", values[1]
         if entry is not None:
             stored_generation, _, value = entry.partition(b"\n")
             if stored_generation == generation:
@@ -101,6 +114,14 @@ class RedisCache:
             await self._client.set(self._entry_key(query_key), lookup.generation + b"\n" + value, ex=self._ttl)
         except RedisError as exc:
             self._failed("write", exc)
+
+    async def _new_generation(self, key: str) -> bytes:
+        """Create the counter of a key that has none; whoever creates it first wins, and everyone reads that."""
+        async with self._client.pipeline(transaction=False) as pipe:
+            pipe.set(key, _random_start(), nx=True)
+            pipe.get(key)
+            _, generation = await pipe.execute()
+        return generation or b""
 
     async def invalidate(self, dependencies: Sequence[str]) -> None:
         """Bump the counters of these keys; remembered and retried if Redis is down."""
@@ -145,7 +166,7 @@ class RedisCache:
         dependencies, self._pending = self._pending, set()
         keys = [self._generation_key(d) for d in dependencies]
         try:
-            await self._invalidate(keys=keys, args=[self.channel, orjson.dumps(sorted(dependencies))])
+            await self._invalidate(keys=keys, args=[self.channel, orjson.dumps(sorted(dependencies)), _random_start()])
         except RedisError as exc:
             self._pending |= dependencies
             self._failed("invalidate", exc)
@@ -157,3 +178,8 @@ class RedisCache:
             kind = "unreachable" if isinstance(exc, ConnectionError | TimeoutError) else "failing"
             log.warning("Redis %s on %s (%s); serving from MongoDB for now", kind, action, exc)
         self._down_until = time.monotonic() + _BACKOFF_SECONDS
+
+
+def _random_start() -> bytes:
+    """Where a new counter starts: far below INCR's limit of 2**63 - 1, and nowhere an old one has been."""
+    return str(secrets.randbits(62)).encode()

@@ -8,7 +8,9 @@ from redis.exceptions import RedisError
 from telemetry_server.errors import StorageUnavailable
 
 # KEYS[1]: the bucket. ARGV: rate per second, burst, tokens wanted. Returns {granted, tokens left}.
-# Redis's own clock is used, so instances with skewed clocks share one notion of time.
+# Redis's own clock is used, so instances with skewed clocks share one notion of time. A bucket that is not
+# there counts as full: it expires once idle long enough to have refilled, and under allkeys-lru eviction
+# takes the least recently used keys, not the bucket of a client being limited (touched at every lease).
 _TAKE = """
 local rate, burst, want = tonumber(ARGV[1]), tonumber(ARGV[2]), tonumber(ARGV[3])
 local t = redis.call('TIME')
