@@ -155,7 +155,7 @@ class QueryTooLarge(AppError):
 
 
 class QueryTimedOut(StorageUnavailable):
-    """An aggregation did not get a slot and finish in time: the engine is busy, so come back later."""
+    """A heavy read (a question, a filtered listing) did not get a slot and finish in time: come back later."""
 
     code = "query_timed_out"
 

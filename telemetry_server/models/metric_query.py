@@ -67,6 +67,11 @@ class MetricQuery:
     cursor: Cursor | None = None
     values: ValueRange = field(default_factory=ValueRange)
 
+    @property
+    def may_scan(self) -> bool:
+        """Filters on tags, time or value: the engine may read many metrics to fill one page."""
+        return bool(self.tags) or self.start is not None or self.end is not None or self.values.bounded
+
     def cache_key(self) -> str:
         """The same key for every spelling of the same query (tag order, timestamp format, defaults)."""
         # JSON, not a joined string: a tag may itself hold the separator (["a,b"] is not ["a", "b"]).

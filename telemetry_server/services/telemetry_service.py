@@ -11,8 +11,9 @@ import orjson
 from telemetry_server.errors import NotFound
 from telemetry_server.models.cache_dependency import write_dependencies
 from telemetry_server.models.metric import Metric, MetricInput
-from telemetry_server.models.metric_query import Cursor, PreparedListing, is_object_id
+from telemetry_server.models.metric_query import Cursor, MetricQuery, PreparedListing, is_object_id
 from telemetry_server.ports import MetricStore, QueryCache
+from telemetry_server.services.bulkhead import Bulkhead
 from telemetry_server.services.group_commit import GroupCommitter
 from telemetry_server.services.single_flight import SingleFlight
 
@@ -39,8 +40,10 @@ class MetricService:
         policy: WritePolicy = WritePolicy(),
         clock: Callable[[], datetime] = utc_now,
         on_batch: Callable[[int], None] = lambda size: None,
+        filtered_listings: Bulkhead | None = None,
     ) -> None:
         self._store = store
+        self._filtered_listings = filtered_listings
         self._cache = cache
         self._chunk_size = policy.chunk_size
         self._on_batch = on_batch
@@ -88,7 +91,7 @@ class MetricService:
             return lookup.value, True
 
         async def fetch() -> bytes:
-            metrics = await self._store.find(query)
+            metrics = await self._find(query)
             last = metrics[-1] if len(metrics) == query.limit else None
             page = {
                 "items": [m.to_json() for m in metrics],
@@ -99,6 +102,13 @@ class MetricService:
             return body
 
         return await self._flights.do(key, fetch), False
+
+    async def _find(self, query: MetricQuery) -> list[Metric]:
+        """A listing that filters on tags, time or value may make the engine scan: it runs in the bulkhead."""
+        bulkhead = self._filtered_listings
+        if bulkhead is None or not query.may_scan:
+            return await self._store.find(query)
+        return await bulkhead.run(lambda budget: self._store.find(query, budget.left()))
 
     async def get(self, id_: str) -> Metric:
         metric = await self._store.get(id_) if is_object_id(id_) else None

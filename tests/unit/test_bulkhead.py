@@ -7,7 +7,10 @@ import asyncio
 import pytest
 
 from telemetry_server.errors import QueryTimedOut
+from telemetry_server.models.metric_query import prepare_listing
 from telemetry_server.services.bulkhead import Bulkhead, TimeBudget
+from telemetry_server.services.telemetry_service import MetricService
+from tests.fakes import InMemoryMetricStore, InMemoryQueryCache
 
 
 def test_at_most_capacity_run_at_once() -> None:
@@ -65,3 +68,33 @@ def test_a_database_that_stops_at_the_limit_gets_the_same_answer() -> None:
 
     with pytest.raises(QueryTimedOut, match="the read did not finish within 5 s"):
         asyncio.run(bulkhead.run(stopped))
+
+
+class TimedStore(InMemoryMetricStore):
+    def __init__(self) -> None:
+        super().__init__()
+        self.limits: list[float | None] = []
+
+    async def find(self, query, time_limit=None):  # type: ignore[no-untyped-def]
+        self.limits.append(time_limit)
+        return await super().find(query, time_limit)
+
+
+@pytest.mark.parametrize(
+    ("query", "bounded"),
+    [
+        ("name=cpu", False),
+        ("name=cpu&cursor=" + "MTc2NDI4NzkyMDEyMzo2YjBhMWFjMWFjZTMyMDM4NjUzNGYxNWU", False),
+        ("name=cpu&value_gt=0.5", True),
+        ("name=cpu&tag=host:a", True),
+        ("name=cpu&from=2026-01-01T00:00:00Z", True),
+        ("to=2026-01-01T00:00:00Z", True),
+    ],
+)
+def test_listings_that_may_scan_run_in_the_bulkhead_with_a_time_limit(query: str, bounded: bool) -> None:
+    store = TimedStore()
+    service = MetricService(store, InMemoryQueryCache(), filtered_listings=Bulkhead(1, 3.0, "the listing", "retry"))
+
+    asyncio.run(service.list_json(prepare_listing(query, 10, 100)))
+    (limit,) = store.limits
+    assert (limit is not None and 0 < limit <= 3.0) if bounded else limit is None
