@@ -22,7 +22,7 @@ _ERRORS = {
     408: "The body did not arrive within HTTP_BODY_TIMEOUT_MS.",
     413: "The body is larger than MAX_BODY_BYTES.",
     415: "The body is not application/json.",
-    422: "The input is invalid; `errors` lists every field and reason.",
+    422: "The input is invalid; `errors` lists fields and reasons (the first 100; `errors_omitted` counts the rest).",
     429: "Rate limited; retry after `Retry-After` seconds.",
     503: "A database is unreachable; retry after `Retry-After` seconds.",
 }
@@ -146,6 +146,7 @@ _SCHEMAS: Schema = {
                     },
                 },
             },
+            "errors_omitted": {"type": "integer", "description": "Problems found beyond those listed in `errors`."},
         },
     },
     "MetricName": {
