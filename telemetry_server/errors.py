@@ -196,6 +196,17 @@ class QueryTimedOut(StorageUnavailable):
     code = "query_timed_out"
 
 
+MAX_ECHOED_CHARACTERS = 64
+
+
+def excerpt(text: str) -> str:
+    """A client's own string as a detail repeats it: whole up to MAX_ECHOED_CHARACTERS, else cut with an
+    ellipsis, so that an id of 60 KiB does not come back in the answer."""
+    if len(text) <= MAX_ECHOED_CHARACTERS:
+        return text
+    return text[: MAX_ECHOED_CHARACTERS - 1] + "…"
+
+
 def _describe(error: FieldError) -> str:
     where = error.field if error.index is None else f"[{error.index}].{error.field}"
     return f"{where}: {error.message}"

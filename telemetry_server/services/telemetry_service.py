@@ -8,7 +8,7 @@ from datetime import UTC, datetime
 
 import orjson
 
-from telemetry_server.errors import NotFound
+from telemetry_server.errors import NotFound, excerpt
 from telemetry_server.models.cache_dependency import write_dependencies
 from telemetry_server.models.metric import Metric, MetricInput
 from telemetry_server.models.metric_query import Cursor, MetricQuery, PreparedListing, is_object_id
@@ -113,13 +113,13 @@ class MetricService:
     async def get(self, id_: str) -> Metric:
         metric = await self._store.get(id_) if is_object_id(id_) else None
         if metric is None:
-            raise NotFound(f"no metric with id {id_}")
+            raise NotFound(f"no metric with id {excerpt(id_)}")
         return metric
 
     async def replace(self, id_: str, metric: MetricInput) -> Metric:
         result = await self._store.replace(id_, metric) if is_object_id(id_) else None
         if result is None:
-            raise NotFound(f"no metric with id {id_}")
+            raise NotFound(f"no metric with id {excerpt(id_)}")
         before, after = result
         await self._cache.invalidate(write_dependencies((m.name, m.tags) for m in (before, after)))
         return after
@@ -127,5 +127,5 @@ class MetricService:
     async def delete(self, id_: str) -> None:
         deleted = await self._store.delete(id_) if is_object_id(id_) else None
         if deleted is None:
-            raise NotFound(f"no metric with id {id_}")
+            raise NotFound(f"no metric with id {excerpt(id_)}")
         await self._cache.invalidate(write_dependencies([(deleted.name, deleted.tags)]))

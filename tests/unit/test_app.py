@@ -304,6 +304,15 @@ def test_absent_id_is_404(harness: Harness) -> None:
     assert_problem(harness.client.get("/metrics/0123456789abcdef01234567"), 404)
 
 
+def test_a_long_id_is_cut_where_the_answer_repeats_it(harness: Harness) -> None:
+    for reply in (
+        harness.client.get("/metrics/" + "x" * 5000),
+        harness.client.put("/metrics/" + "x" * 5000, json=METRIC),
+        harness.client.delete("/metrics/" + "x" * 5000),
+    ):
+        assert assert_problem(reply, 404)["detail"] == "no metric with id " + "x" * 63 + "…"
+
+
 def test_list_filters_and_caches(harness: Harness) -> None:
     create(harness, name="cpu", tags=["host:a"])
     create(harness, name="cpu", tags=["host:b"])
