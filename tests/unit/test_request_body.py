@@ -1,4 +1,5 @@
-"""Request.body: a trickling client is cut off with 408; a body past the limit with 413."""
+"""Request: a trickling body is a 408, one past the limit a 413 (also once gunzipped), another content coding a
+415; nesting past the parser's limit is the depth 422; raw UTF-8 in the query string is UTF-8."""
 
 from __future__ import annotations
 
@@ -6,9 +7,9 @@ import asyncio
 
 import pytest
 
-from telemetry_server.errors import PayloadTooLarge, RequestTimeout
+from telemetry_server.errors import PayloadTooLarge, RequestTimeout, ValidationFailed
 from telemetry_server.http.request import Request
-from telemetry_server.http.types import Message
+from telemetry_server.http.types import Message, Receive
 
 SCOPE = {"type": "http", "method": "POST", "path": "/metrics", "headers": []}
 
@@ -39,3 +40,27 @@ def test_chunks_past_the_limit_are_a_413_before_the_rest_is_read() -> None:
     with pytest.raises(PayloadTooLarge):
         asyncio.run(Request(SCOPE, stream, 1024).body())
     assert reads == 2
+
+
+def receiving(body: bytes) -> Receive:
+    async def receive() -> Message:
+        return {"type": "http.request", "body": body, "more_body": False}
+
+    return receive
+
+
+def json_request(body: bytes, *headers: tuple[bytes, bytes], limit: int = 1024) -> Request:
+    scope = {**SCOPE, "headers": [(b"content-type", b"application/json"), *headers]}
+    return Request(scope, receiving(body), limit)
+
+
+def test_json_deeper_than_the_parser_goes_is_the_same_422_as_past_the_depth_limit() -> None:
+    beyond_orjson = b"[" * 5000 + b"]" * 5000
+    past_ours = b"[" * 40 + b"]" * 40
+    with pytest.raises(ValidationFailed) as parser:
+        asyncio.run(json_request(beyond_orjson, limit=1 << 20).json())
+    with pytest.raises(ValidationFailed) as ours:
+        asyncio.run(json_request(past_ours).json())
+
+    assert parser.value.errors[0].message == "nests deeper than 32 levels (MAX_JSON_DEPTH)"
+    assert parser.value.errors[0].message == ours.value.errors[0].message
