@@ -8,7 +8,7 @@ from urllib.parse import parse_qsl
 
 import orjson
 
-from telemetry_server.errors import MalformedJSON, PayloadTooLarge, RequestTimeout, UnsupportedMediaType
+from telemetry_server.errors import BadRequest, MalformedJSON, PayloadTooLarge, RequestTimeout, UnsupportedMediaType
 from telemetry_server.http.types import Receive, Scope
 from telemetry_server.models.json_shape import check_json_shape, nested_too_deep
 
@@ -67,14 +67,19 @@ class Request:
     def query(self) -> list[tuple[str, str]]:
         """Query parameters in order, repeated keys kept."""
         if self._query is None:
-            raw: bytes = self.scope.get("query_string", b"")
-            self._query = parse_qsl(raw.decode("latin-1"), keep_blank_values=True) if raw else []
+            text = self.query_string
+            self._query = parse_qsl(text, keep_blank_values=True) if text else []
         return self._query
 
     @property
     def query_string(self) -> str:
+        """Raw bytes past ASCII are read as UTF-8, as percent-escapes are (`tag=région` and `tag=r%C3%A9gion`
+        are one tag): what curl sends for a URL typed with them."""
         raw: bytes = self.scope.get("query_string", b"")
-        return raw.decode("latin-1")
+        try:
+            return raw.decode()
+        except UnicodeDecodeError:
+            raise BadRequest("the query string is not UTF-8: percent-encode its bytes as UTF-8") from None
 
     def header(self, name: bytes) -> bytes | None:
         """A header by lower-case name; the last one wins when repeated."""

@@ -2,7 +2,41 @@
 
 from __future__ import annotations
 
+import socket
+from urllib.parse import quote, urlsplit
+
 import httpx
+import orjson
+
+
+def raw_get(base_url: str, target: bytes) -> tuple[int, dict[str, object]]:
+    """GET with the request target sent byte for byte (httpx would percent-encode it)."""
+    address = urlsplit(base_url)
+    with socket.create_connection((address.hostname, address.port), timeout=10) as connection:
+        connection.sendall(b"GET " + target + b" HTTP/1.1\r\nHost: test\r\nConnection: close\r\n\r\n")
+        answer = b""
+        while chunk := connection.recv(65536):
+            answer += chunk
+    head, _, body = answer.partition(b"\r\n\r\n")
+    return int(head.split(b" ", 2)[1]), orjson.loads(body)
+
+
+def test_raw_utf8_in_the_query_string_is_utf8(client: httpx.Client, base_url: str, metric_name: str) -> None:
+    assert client.post("/metrics", json={"name": metric_name, "tags": ["région:é"], "value": 1}).status_code == 201
+
+    status, raw = raw_get(base_url, f"/metrics?name={metric_name}&tag=région:é".encode())
+    escaped = client.get(f"/metrics?name={metric_name}&tag={quote('région:é')}").json()
+
+    assert status == 200
+    assert raw == escaped
+    assert [item["tags"] for item in raw["items"]] == [["région:é"]]  # type: ignore[union-attr]
+
+
+def test_timestamps_float_would_read_are_refused(base_url: str, metric_name: str) -> None:
+    for value in ("٣", "1_000", "2026-W48-5T10:00:00Z"):
+        status, problem = raw_get(base_url, f"/metrics?name={metric_name}&from={value}".encode())
+        assert status == 422
+        assert [error["field"] for error in problem["errors"]] == ["from"]  # type: ignore[union-attr]
 
 
 def test_json_nested_past_the_parser_is_the_depth_422(client: httpx.Client) -> None:

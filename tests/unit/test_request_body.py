@@ -7,7 +7,7 @@ import asyncio
 
 import pytest
 
-from telemetry_server.errors import PayloadTooLarge, RequestTimeout, ValidationFailed
+from telemetry_server.errors import BadRequest, PayloadTooLarge, RequestTimeout, ValidationFailed
 from telemetry_server.http.request import Request
 from telemetry_server.http.types import Message, Receive
 
@@ -64,3 +64,17 @@ def test_json_deeper_than_the_parser_goes_is_the_same_422_as_past_the_depth_limi
 
     assert parser.value.errors[0].message == "nests deeper than 32 levels (MAX_JSON_DEPTH)"
     assert parser.value.errors[0].message == ours.value.errors[0].message
+
+
+def test_raw_utf8_in_the_query_string_is_utf8() -> None:
+    scope = {**SCOPE, "query_string": "tag=région:é&name=x".encode()}
+    request = Request(scope, receiving(b""), 1024)
+
+    assert request.query == [("tag", "région:é"), ("name", "x")]
+    assert request.query_string == "tag=région:é&name=x"
+
+
+def test_a_query_string_that_is_not_utf8_is_a_400() -> None:
+    request = Request({**SCOPE, "query_string": b"tag=r\xe9gion"}, receiving(b""), 1024)
+    with pytest.raises(BadRequest, match="UTF-8"):
+        _ = request.query
