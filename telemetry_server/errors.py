@@ -101,6 +101,15 @@ class UnsupportedMediaType(AppError):
     status, code, title = 415, "unsupported_media_type", "Unsupported Media Type"
 
 
+class UnsupportedContentEncoding(UnsupportedMediaType):
+    """A body compressed in a way we do not decode; `Accept-Encoding` names the ones we do (RFC 9110, 15.5.16)."""
+
+    code = "unsupported_content_encoding"
+
+    def headers(self) -> list[tuple[bytes, bytes]]:
+        return [(b"accept-encoding", b"gzip")]
+
+
 # A body of many bad items (a 1 MiB batch can hold ~400k bad tags) must not become an answer many times its
 # size: the first MAX_LISTED_ERRORS problems are listed, the rest only counted.
 # PERF: a 950 KiB batch of 5,860 metrics with 64 bad tags each was a 422 of 22.4 MiB that cost 1.73 s of worker

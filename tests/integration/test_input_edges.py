@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gzip
 import socket
 from urllib.parse import quote, urlsplit
 
@@ -19,6 +20,23 @@ def raw_get(base_url: str, target: bytes) -> tuple[int, dict[str, object]]:
             answer += chunk
     head, _, body = answer.partition(b"\r\n\r\n")
     return int(head.split(b" ", 2)[1]), orjson.loads(body)
+
+
+def test_a_gzipped_batch_is_stored(client: httpx.Client, metric_name: str) -> None:
+    body = gzip.compress(orjson.dumps([{"name": metric_name, "value": n} for n in range(3)]))
+    headers = {"content-type": "application/json", "content-encoding": "gzip"}
+
+    assert client.post("/metrics", content=body, headers=headers).status_code == 201
+    assert len(client.get("/metrics", params={"name": metric_name}).json()["items"]) == 3
+
+
+def test_a_content_encoding_we_do_not_decode_is_a_415(client: httpx.Client, metric_name: str) -> None:
+    headers = {"content-type": "application/json", "content-encoding": "br"}
+    refused = client.post("/metrics", content=orjson.dumps({"name": metric_name, "value": 1}), headers=headers)
+
+    assert refused.status_code == 415
+    assert refused.headers["accept-encoding"] == "gzip"
+    assert "Content-Encoding 'br'" in refused.json()["detail"]
 
 
 def test_raw_utf8_in_the_query_string_is_utf8(client: httpx.Client, base_url: str, metric_name: str) -> None:

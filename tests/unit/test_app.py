@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import asyncio
+import gzip
 import logging
 import re
 from typing import Any
 
+import orjson
 import pytest
 
 from telemetry_server.app import App
@@ -207,6 +209,17 @@ def test_wrong_content_type_is_415(harness: Harness, content_type: str | None) -
     reply = harness.client.post("/metrics", json=METRIC, content_type=content_type)
 
     assert_problem(reply, 415)
+
+
+def test_a_gzipped_body_is_stored_and_another_coding_is_415(harness: Harness) -> None:
+    body = orjson.dumps(METRIC)
+    gzipped = harness.client.post("/metrics", body=gzip.compress(body), headers=[("content-encoding", "gzip")])
+    brotli = harness.client.post("/metrics", body=body, headers=[("content-encoding", "br")])
+
+    assert gzipped.status == 201, gzipped.body
+    assert gzipped.json()["name"] == METRIC["name"]
+    assert assert_problem(brotli, 415)["type"] == "/problems/unsupported_content_encoding"
+    assert brotli.header("accept-encoding") == "gzip"
 
 
 @pytest.mark.parametrize("content_type", ["application/json; charset=utf-8", "Application/JSON", "application/x+json"])

@@ -4,10 +4,17 @@
 from __future__ import annotations
 
 import asyncio
+import gzip
 
 import pytest
 
-from telemetry_server.errors import BadRequest, PayloadTooLarge, RequestTimeout, ValidationFailed
+from telemetry_server.errors import (
+    BadRequest,
+    PayloadTooLarge,
+    RequestTimeout,
+    UnsupportedContentEncoding,
+    ValidationFailed,
+)
 from telemetry_server.http.request import Request
 from telemetry_server.http.types import Message, Receive
 
@@ -52,6 +59,56 @@ def receiving(body: bytes) -> Receive:
 def json_request(body: bytes, *headers: tuple[bytes, bytes], limit: int = 1024) -> Request:
     scope = {**SCOPE, "headers": [(b"content-type", b"application/json"), *headers]}
     return Request(scope, receiving(body), limit)
+
+
+GZIP = (b"content-encoding", b"gzip")
+
+
+@pytest.mark.parametrize("coding", [b"gzip", b"GZIP", b"x-gzip", b"identity, gzip", b" gzip "])
+def test_a_gzipped_body_is_decoded(coding: bytes) -> None:
+    request = json_request(gzip.compress(b'{"name": "cpu.load"}'), (b"content-encoding", coding))
+
+    assert asyncio.run(request.json()) == {"name": "cpu.load"}
+
+
+def test_concatenated_gzip_members_are_one_body() -> None:
+    request = json_request(gzip.compress(b'{"name": ') + gzip.compress(b'"cpu.load"}'), GZIP)
+
+    assert asyncio.run(request.json()) == {"name": "cpu.load"}
+
+
+def test_identity_is_no_coding_at_all() -> None:
+    assert asyncio.run(json_request(b"[1]", (b"content-encoding", b"identity")).json()) == [1]
+
+
+def test_a_body_past_the_limit_once_decompressed_is_a_413() -> None:
+    bomb = gzip.compress(b"[" + b" " * 2_000_000 + b"]")  # 2 MB of JSON in 2 KB
+    with pytest.raises(PayloadTooLarge, match="once decompressed"):
+        asyncio.run(json_request(bomb, GZIP, limit=200_000).body())
+
+
+def test_a_body_exactly_at_the_limit_once_decompressed_is_read() -> None:
+    body = b"[" + b"1," * 499 + b"1]"
+    assert asyncio.run(json_request(gzip.compress(body), GZIP, limit=len(body)).body()) == body
+
+
+@pytest.mark.parametrize("body", [b"not gzip", gzip.compress(b"[1, 2, 3]")[:-12]])
+def test_a_body_that_is_not_gzip_is_a_400(body: bytes) -> None:
+    with pytest.raises(BadRequest, match="gzip"):
+        asyncio.run(json_request(body, GZIP).body())
+
+
+@pytest.mark.parametrize("coding", [b"br", b"deflate", b"zstd", b"gzip, gzip", b"compress", b"gzip, br"])
+def test_a_coding_we_do_not_decode_is_a_415_naming_the_one_we_do(coding: bytes) -> None:
+    with pytest.raises(UnsupportedContentEncoding) as refused:
+        asyncio.run(json_request(b"[1]", (b"content-encoding", coding)).body())
+    assert refused.value.status == 415
+    assert refused.value.headers() == [(b"accept-encoding", b"gzip")]
+
+
+def test_two_content_encoding_headers_count_as_two_codings() -> None:
+    with pytest.raises(UnsupportedContentEncoding):
+        asyncio.run(json_request(gzip.compress(gzip.compress(b"[1]")), GZIP, GZIP).body())
 
 
 def test_json_deeper_than_the_parser_goes_is_the_same_422_as_past_the_depth_limit() -> None:
