@@ -28,6 +28,7 @@ from telemetry_server.routes.metrics import MetricResource
 from telemetry_server.routes.openapi import OpenApiResource
 from telemetry_server.routes.query import QueryResource
 from telemetry_server.routes.stats import StatsResource
+from telemetry_server.services.bulkhead import Bulkhead
 from telemetry_server.services.key_service import ApiKeyService
 from telemetry_server.services.local_cache import LocalCache
 from telemetry_server.services.metric_service import MetricService, WritePolicy
@@ -103,7 +104,12 @@ def build_components(backends: Backends, settings: Settings, stats: Stats) -> Co
         group_in_flight=settings.write_batch_concurrency,
         chunk_size=settings.write_chunk_size,
     )
-    metrics = MetricService(backends.store, cache, policy, on_batch=stats.batch_sizes.observe)
+    listings = Bulkhead(
+        settings.listing_concurrency, settings.query_timeout_ms / 1000, "the listing", "narrow the filters or retry"
+    )
+    metrics = MetricService(
+        backends.store, cache, policy, on_batch=stats.batch_sizes.observe, filtered_listings=listings
+    )
     limiter = RateLimiter(
         backends.tokens, settings.rate_limit_per_second, settings.rate_limit_burst, on_limited=stats.count_limited
     )

@@ -70,6 +70,7 @@ class Settings:
     rate_limit_per_second: int = 20_000
     rate_limit_burst: int = 40_000
     query_concurrency: int = 4
+    listing_concurrency: int = 16
     query_timeout_ms: int = 5000
     query_parser: str | None = None
 
@@ -123,11 +124,21 @@ def load_settings(environ: Mapping[str, str]) -> Settings:
         rate_limit_per_second=env.integer("RATE_LIMIT_PER_SECOND", DEFAULTS.rate_limit_per_second, 0, 10**9),
         rate_limit_burst=env.integer("RATE_LIMIT_BURST", DEFAULTS.rate_limit_burst, 1, 10**9),
         query_concurrency=env.integer("QUERY_CONCURRENCY", DEFAULTS.query_concurrency, 1, 256),
+        listing_concurrency=env.integer("LISTING_CONCURRENCY", DEFAULTS.listing_concurrency, 1, 256),
         query_timeout_ms=env.integer("QUERY_TIMEOUT_MS", DEFAULTS.query_timeout_ms, 100, 600_000),
         query_parser=env.plugin("QUERY_PARSER"),
     )
     if settings.default_page_size > settings.max_page_size:
         raise ConfigurationError("DEFAULT_PAGE_SIZE", "must not exceed MAX_PAGE_SIZE")
+    # Heavy reads wait for a slot of their own before they take a pooled connection; with the group commits'
+    # slots they fit in the pool, so they can never hold every connection while a write waits for one.
+    reserved = settings.query_concurrency + settings.listing_concurrency + settings.write_batch_concurrency
+    if reserved > settings.mongo_pool_size:
+        raise ConfigurationError(
+            "MONGO_POOL_SIZE",
+            f"{settings.mongo_pool_size} is less than QUERY_CONCURRENCY + LISTING_CONCURRENCY + "
+            f"WRITE_BATCH_CONCURRENCY ({reserved}): heavy reads could hold the connections writes need",
+        )
     if settings.environment.requires_auth and not settings.auth_enabled:
         raise ConfigurationError("AUTH_ENABLED", f"authentication cannot be turned off when ENVIRONMENT={environment}")
     if not settings.environment.allows_embedded_engines:

@@ -20,8 +20,8 @@ _ERRORS = {
     404: "No such resource.",
     408: "The body did not arrive within HTTP_BODY_TIMEOUT_MS.",
     413: "The body is larger than MAX_BODY_BYTES.",
-    415: "The body is not application/json.",
-    422: "The input is invalid; `errors` lists every field and reason.",
+    415: "The body is not application/json, or is in a Content-Encoding other than gzip.",
+    422: "The input is invalid; `errors` lists fields and reasons (the first 100; `errors_omitted` counts the rest).",
     429: "Rate limited; retry after `Retry-After` seconds.",
     503: "A database is unreachable; retry after `Retry-After` seconds.",
 }
@@ -81,6 +81,7 @@ _SCHEMAS: Schema = {
                     },
                 },
             },
+            "errors_omitted": {"type": "integer", "description": "Problems found beyond those listed in `errors`."},
         },
     },
     "MetricName": {

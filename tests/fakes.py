@@ -39,7 +39,7 @@ class InMemoryMetricStore:
         self.metrics.update((m.id, m) for m in stored)
         return stored
 
-    async def find(self, query: MetricQuery) -> list[Metric]:
+    async def find(self, query: MetricQuery, time_limit: float | None = None) -> list[Metric]:
         self._check()
         newest_first = query.order is SortOrder.DESC
         found = []

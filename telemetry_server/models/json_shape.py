@@ -11,6 +11,15 @@ class _Refused(Exception):
         self.path: list[str | int] = []  # filled in innermost first, on the way out
 
 
+def nested_too_deep(max_depth: int, path: str = "$") -> ValidationFailed:
+    """The refusal of a document that nests deeper than `max_depth`, also when the parser found it first."""
+    return ValidationFailed([FieldError(path, _too_deep(max_depth))])
+
+
+def _too_deep(max_depth: int) -> str:
+    return f"nests deeper than {max_depth} levels (MAX_JSON_DEPTH)"
+
+
 def check_json_shape(document: object, max_depth: int) -> None:
     """Refuse (422) nesting deeper than `max_depth`, and keys that start with `$` or contain `.`.
 
@@ -30,7 +39,7 @@ def check_json_shape(document: object, max_depth: int) -> None:
 def _walk(value: object, depth: int, max_depth: int) -> None:
     if type(value) is dict:
         if depth > max_depth:
-            raise _Refused(f"nests deeper than {max_depth} levels (MAX_JSON_DEPTH)")
+            raise _Refused(_too_deep(max_depth))
         for key, item in value.items():
             if key[:1] == "$" or "." in key:
                 exc = _Refused("keys must not start with '$' or contain '.'")
@@ -44,7 +53,7 @@ def _walk(value: object, depth: int, max_depth: int) -> None:
                     raise
     elif type(value) is list:
         if depth > max_depth:
-            raise _Refused(f"nests deeper than {max_depth} levels (MAX_JSON_DEPTH)")
+            raise _Refused(_too_deep(max_depth))
         for index, item in enumerate(value):
             if type(item) is dict or type(item) is list:
                 try:

@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from telemetry_server.errors import FieldError, ValidationFailed
+from telemetry_server.errors import FieldError, FieldErrors, ValidationFailed
 from telemetry_server.models.timestamps import format_timestamp, parse_timestamp, truncate_to_millis
 
 MAX_NAME_LENGTH = 200
@@ -53,14 +53,46 @@ def parse_metric(data: object, now: datetime, *, index: int | None = None, id_: 
 
     `id_` is the id from the URL on a replace: the body may repeat it, but not contradict it.
     """
-    errors: list[FieldError] = []
+    errors = FieldErrors()
+    metric = read_metric(data, now, errors, index=index, id_=id_)
+    if metric is None:
+        raise errors.refusal()
+    return metric
+
+
+def parse_metric_batch(data: list[object], now: datetime, max_size: int) -> list[MetricInput]:
+    """All or nothing: one bad item refuses the batch, with the index and reason of every bad item (the first
+    MAX_LISTED_ERRORS listed, the rest counted)."""
+    if not data:
+        raise ValidationFailed([FieldError("$", "a batch must hold at least one metric")])
+    if len(data) > max_size:
+        raise ValidationFailed([FieldError("$", f"a batch holds at most {max_size} metrics, got {len(data)}")])
+    parsed: list[MetricInput] = []
+    errors = FieldErrors()
+    bad = 0
+    for index, item in enumerate(data):
+        metric = read_metric(item, now, errors, index=index)
+        if metric is None:
+            bad += 1
+        else:
+            parsed.append(metric)
+    if bad:
+        raise errors.refusal(f"{bad} of {len(data)} metrics are invalid; none was stored")
+    return parsed
+
+
+def read_metric(
+    data: object, now: datetime, errors: FieldErrors, *, index: int | None = None, id_: str | None = None
+) -> MetricInput | None:
+    """The metric, or None when `data` is not one: each problem is added to `errors`."""
+    found = errors.count
 
     def fail(field: str, message: str) -> None:
-        errors.append(FieldError(field, message, index))
+        errors.add(field, message, index)
 
     if not isinstance(data, Mapping):
         fail("$", "must be a JSON object")
-        raise ValidationFailed(errors)
+        return None
     for key in data:
         if key == "id" and id_ is not None:
             if data[key] != id_:
@@ -77,28 +109,9 @@ def parse_metric(data: object, now: datetime, *, index: int | None = None, id_: 
             timestamp = parse_timestamp(data["timestamp"])
         except ValueError as exc:
             fail("timestamp", str(exc))
-    if errors:
-        raise ValidationFailed(errors)
+    if errors.count > found:
+        return None
     return MetricInput(name, tags, value, timestamp)
-
-
-def parse_metric_batch(data: list[object], now: datetime, max_size: int) -> list[MetricInput]:
-    """All or nothing: one bad item refuses the batch, with the index and reason of every bad item."""
-    if not data:
-        raise ValidationFailed([FieldError("$", "a batch must hold at least one metric")])
-    if len(data) > max_size:
-        raise ValidationFailed([FieldError("$", f"a batch holds at most {max_size} metrics, got {len(data)}")])
-    parsed: list[MetricInput] = []
-    errors: list[FieldError] = []
-    for index, item in enumerate(data):
-        try:
-            parsed.append(parse_metric(item, now, index=index))
-        except ValidationFailed as exc:
-            errors.extend(exc.errors)
-    if errors:
-        bad = len({e.index for e in errors})
-        raise ValidationFailed(errors, detail=f"{bad} of {len(data)} metrics are invalid; none was stored")
-    return parsed
 
 
 class _Missing:

@@ -16,7 +16,7 @@ import orjson
 from telemetry_server.errors import FieldError, ValidationFailed
 from telemetry_server.models.cache_dependency import read_dependency
 from telemetry_server.models.metric import MAX_TAGS, Fail, check_name, check_tags
-from telemetry_server.models.timestamps import EARLIEST, format_timestamp, parse_timestamp
+from telemetry_server.models.timestamps import EARLIEST, format_timestamp, parse_timestamp_text
 from telemetry_server.models.value_range import VALUE_PARAMS, ValueRange, parse_value_range
 
 _PARAMS = frozenset({"name", "tag", "from", "to", "limit", "sort", "cursor", "filters", *VALUE_PARAMS})
@@ -68,6 +68,11 @@ class MetricQuery:
     order: SortOrder = SortOrder.DESC
     cursor: Cursor | None = None
     values: ValueRange = field(default_factory=ValueRange)
+
+    @property
+    def may_scan(self) -> bool:
+        """Filters on tags, time or value: the engine may read many metrics to fill one page."""
+        return bool(self.tags) or self.start is not None or self.end is not None or self.values.bounded
 
     def cache_key(self) -> str:
         """The same key for every spelling of the same query (tag order, timestamp format, defaults)."""
@@ -191,7 +196,7 @@ def parse_time_param(single: dict[str, str], key: str, fail: Fail) -> datetime |
         return None
     raw = single[key]
     try:
-        return parse_timestamp(float(raw) if _is_number(raw) else raw)
+        return parse_timestamp_text(raw)
     except ValueError as exc:
         fail(key, str(exc))
         return None
@@ -205,14 +210,6 @@ def _limit_param(raw: str | None, default: int, maximum: int, fail: Fail) -> int
         fail("limit", f"must be a whole number from 1 to {maximum}")
         return default
     return int(raw)
-
-
-def _is_number(text: str) -> bool:
-    try:
-        float(text)
-    except ValueError:
-        return False
-    return True
 
 
 @dataclass(frozen=True, slots=True)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import re
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 
@@ -12,6 +13,17 @@ _UNIT_LIMITS = ((1e11, 1.0), (1e14, 1e3), (1e17, 1e6))
 _NANOSECONDS = 1e9
 
 EARLIEST = datetime(1970, 1, 1, tzinfo=UTC)
+
+# RFC 3339's date-time, in ASCII digits. Its shape is checked before `datetime.fromisoformat` reads it, which
+# also takes ISO 8601's week dates (2026-W48-5T10:00Z), basic format (20261127T100000Z), times without seconds
+# and offsets without a colon.
+_RFC3339 = re.compile(
+    r"[0-9]{4}-[0-9]{2}-[0-9]{2}[Tt][0-9]{2}:[0-9]{2}:[0-9]{2}(\.[0-9]+)?([Zz]|[+-][0-9]{2}:[0-9]{2})"
+)
+# An epoch number written as text, in ASCII digits: `float` also takes "1_000", other scripts' digits ("٣"),
+# "nan", "infinity" and surrounding spaces.
+_EPOCH_TEXT = re.compile(r"-?[0-9]+(\.[0-9]+)?([eE][+-]?[0-9]+)?")
+_MAX_TEXT_LENGTH = 64
 
 
 def parse_timestamp(value: object) -> datetime:
@@ -23,6 +35,13 @@ def parse_timestamp(value: object) -> datetime:
     if isinstance(value, str):
         return _from_rfc3339(value)
     raise ValueError("must be an RFC 3339 string or an epoch number")
+
+
+def parse_timestamp_text(text: str) -> datetime:
+    """A timestamp as a query parameter spells it: an epoch number or an RFC 3339 date-time."""
+    if len(text) <= _MAX_TEXT_LENGTH and _EPOCH_TEXT.fullmatch(text):
+        return _from_epoch(float(text))
+    return _from_rfc3339(text)
 
 
 def format_timestamp(moment: datetime) -> str:
@@ -55,14 +74,15 @@ def _from_epoch(number: int | float) -> datetime:
 
 
 def _from_rfc3339(text: str) -> datetime:
-    if len(text) > 64 or "T" not in text.upper():
+    shape = _RFC3339.fullmatch(text) if len(text) <= _MAX_TEXT_LENGTH else None
+    if shape is None and _RFC3339.fullmatch(text + "Z"):
+        raise ValueError("needs a UTC offset, such as Z or +02:00")
+    if shape is None:
         raise ValueError("must be an RFC 3339 date-time such as 2026-11-27T10:00:00Z")
     try:
-        moment = datetime.fromisoformat(text)
+        moment = datetime.fromisoformat(text.upper())  # RFC 3339 allows a lower-case t and z
     except ValueError:
         raise ValueError("must be an RFC 3339 date-time such as 2026-11-27T10:00:00Z") from None
-    if moment.tzinfo is None:
-        raise ValueError("needs a UTC offset, such as Z or +02:00")
     try:
         moment = truncate_to_millis(moment.astimezone(UTC))
     except OverflowError:  # e.g. 9999-12-31T23:59:59-01:00

@@ -6,7 +6,7 @@ from collections.abc import Callable
 from datetime import datetime
 
 from telemetry_server.auth.keys import ApiKey, Role, generate_key
-from telemetry_server.errors import NotFound
+from telemetry_server.errors import NotFound, excerpt
 from telemetry_server.models.timestamps import truncate_to_millis, utc_now
 from telemetry_server.ports import KeyStore
 
@@ -30,7 +30,7 @@ class ApiKeyService:
     async def revoke(self, key_id: str) -> ApiKey:
         key = await self._keys.revoke(key_id, self._now())
         if key is None:
-            raise NotFound(f"no API key with id {key_id}")
+            raise NotFound(f"no API key with id {excerpt(key_id)}")
         return key
 
     def _now(self) -> datetime:

@@ -8,12 +8,13 @@ from datetime import datetime
 
 import orjson
 
-from telemetry_server.errors import NotFound
+from telemetry_server.errors import NotFound, excerpt
 from telemetry_server.models.cache_dependency import write_dependencies
 from telemetry_server.models.metric import Metric, MetricInput
-from telemetry_server.models.metric_query import Cursor, PreparedListing, is_object_id
+from telemetry_server.models.metric_query import Cursor, MetricQuery, PreparedListing, is_object_id
 from telemetry_server.models.timestamps import utc_now
 from telemetry_server.ports import MetricStore, QueryCache
+from telemetry_server.services.bulkhead import Bulkhead
 from telemetry_server.services.group_commit import GroupCommitter
 from telemetry_server.services.single_flight import SingleFlight
 
@@ -36,8 +37,10 @@ class MetricService:
         policy: WritePolicy = WritePolicy(),
         clock: Callable[[], datetime] = utc_now,
         on_batch: Callable[[int], None] = lambda size: None,
+        filtered_listings: Bulkhead | None = None,
     ) -> None:
         self._store = store
+        self._filtered_listings = filtered_listings
         self._cache = cache
         self._chunk_size = policy.chunk_size
         self._on_batch = on_batch
@@ -85,7 +88,7 @@ class MetricService:
             return lookup.value, True
 
         async def fetch() -> bytes:
-            metrics = await self._store.find(query)
+            metrics = await self._find(query)
             last = metrics[-1] if len(metrics) == query.limit else None
             page = {
                 "items": [m.to_json() for m in metrics],
@@ -97,16 +100,23 @@ class MetricService:
 
         return await self._flights.do(key, fetch), False
 
+    async def _find(self, query: MetricQuery) -> list[Metric]:
+        """A listing that filters on tags, time or value may make the engine scan: it runs in the bulkhead."""
+        bulkhead = self._filtered_listings
+        if bulkhead is None or not query.may_scan:
+            return await self._store.find(query)
+        return await bulkhead.run(lambda budget: self._store.find(query, budget.left()))
+
     async def get(self, id_: str) -> Metric:
         metric = await self._store.get(id_) if is_object_id(id_) else None
         if metric is None:
-            raise NotFound(f"no metric with id {id_}")
+            raise NotFound(f"no metric with id {excerpt(id_)}")
         return metric
 
     async def replace(self, id_: str, metric: MetricInput) -> Metric:
         result = await self._store.replace(id_, metric) if is_object_id(id_) else None
         if result is None:
-            raise NotFound(f"no metric with id {id_}")
+            raise NotFound(f"no metric with id {excerpt(id_)}")
         before, after = result
         await self._cache.invalidate(write_dependencies((m.name, m.tags) for m in (before, after)))
         return after
@@ -114,5 +124,5 @@ class MetricService:
     async def delete(self, id_: str) -> None:
         deleted = await self._store.delete(id_) if is_object_id(id_) else None
         if deleted is None:
-            raise NotFound(f"no metric with id {id_}")
+            raise NotFound(f"no metric with id {excerpt(id_)}")
         await self._cache.invalidate(write_dependencies([(deleted.name, deleted.tags)]))

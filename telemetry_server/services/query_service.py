@@ -21,13 +21,7 @@ from urllib.parse import parse_qsl, urlsplit
 
 import orjson
 
-from telemetry_server.errors import (
-    ConfigurationError,
-    PromptNotUnderstood,
-    QueryTimedOut,
-    QueryTooLarge,
-    ValidationFailed,
-)
+from telemetry_server.errors import ConfigurationError, PromptNotUnderstood, QueryTooLarge, ValidationFailed
 from telemetry_server.models.aggregation import AGGREGATE_PATH, AggregateQuery, parse_aggregate_query
 from telemetry_server.models.cache_dependency import read_dependency
 from telemetry_server.models.metric_query import MetricQuery, parse_metric_query
@@ -35,6 +29,7 @@ from telemetry_server.models.prompt import ParsedPrompt, PromptContext, parse_pr
 from telemetry_server.models.rollup import Row, rollup
 from telemetry_server.models.timestamps import utc_now
 from telemetry_server.ports import AggregationStore, MetricStore, OperatorUnsupported, QueryCache
+from telemetry_server.services.bulkhead import Bulkhead, TimeBudget
 from telemetry_server.services.single_flight import SingleFlight
 
 log = logging.getLogger("telemetry_server.query")
@@ -118,8 +113,9 @@ class QueryService:
         concurrency: int = 4,
         timeout_seconds: float = 5.0,
     ) -> None:
-        self._slots = asyncio.Semaphore(concurrency)
-        self._timeout = timeout_seconds
+        # Heavy questions cannot starve the pool that writes and listings share, and one that runs out of
+        # time is a 503 to retry (its work stopped in the engine too), not a hung request.
+        self._bulkhead = Bulkhead(concurrency, timeout_seconds, "the query", "narrow the window or retry")
         self._aggregations = aggregations
         self._metrics = metrics
         self._cache = cache
@@ -181,23 +177,14 @@ class QueryService:
         return CachedAnswer.from_body(await self._flights.do(key, compute)), False
 
     async def _bounded(self, query: AggregateQuery) -> tuple[list[Row], dict[str, Any]]:
-        """A bulkhead: at most `concurrency` aggregations per worker hold database connections, and each
-        gets `timeout_seconds` (waiting for a slot included), so heavy questions cannot starve the pool
-        that writes and listings share; one that runs out of time is a 503 to retry, not a hung request."""
-        try:
-            async with asyncio.timeout(self._timeout), self._slots:
-                return await self._execute(query)
-        except TimeoutError:
-            raise QueryTimedOut(
-                f"the aggregation did not finish within {self._timeout:g} s: narrow the window or retry"
-            ) from None
+        return await self._bulkhead.run(lambda budget: self._execute(query, budget))
 
-    async def _execute(self, query: AggregateQuery) -> tuple[list[Row], dict[str, Any]]:
+    async def _execute(self, query: AggregateQuery, budget: TimeBudget) -> tuple[list[Row], dict[str, Any]]:
         needed = self._aggregations.operators(query)
         missing = needed & self._unsupported
         if not missing:
             try:
-                rows = await self._aggregations.aggregate(query, MAX_ROWS)
+                rows = await self._aggregations.aggregate(query, MAX_ROWS, budget.left())
             except OperatorUnsupported as exc:
                 log.info("engine lacks %s (%s): computing such queries in Python", sorted(exc.operators), exc)
                 self._unsupported |= exc.operators
@@ -205,7 +192,7 @@ class QueryService:
             else:
                 _check_rows(rows)
                 return rows, {"path": "server", "operators": dict.fromkeys(sorted(needed), "server")}
-        points = await self._aggregations.points(query, self._max_points)
+        points = await self._aggregations.points(query, self._max_points, budget.left())
         if len(points) > self._max_points:
             raise QueryTooLarge(
                 f"the engine lacks {', '.join(sorted(missing))}, and computing without it would read more than "
@@ -228,7 +215,7 @@ class QueryService:
             return CachedAnswer.from_body(lookup.value), True
 
         async def compute() -> bytes:
-            metrics = await self._metrics.find(query)
+            metrics = await self._bulkhead.run(lambda budget: self._metrics.find(query, budget.left()))
             stats = {"path": "server", "operators": {"find": "server"}}
             body = CachedAnswer.body([m.to_json() for m in metrics], stats)
             await self._cache.store(key, lookup, body)

@@ -3,17 +3,18 @@
 from __future__ import annotations
 
 from collections.abc import AsyncIterator, Callable, Sequence
-from contextlib import asynccontextmanager
+from contextlib import AbstractContextManager, asynccontextmanager, nullcontext
 from datetime import datetime
 from typing import Any
 
+import pymongo
 from bson import ObjectId
 from pymongo import ASCENDING, DESCENDING, AsyncMongoClient, IndexModel, ReturnDocument
-from pymongo.errors import ConnectionFailure
+from pymongo.errors import ConnectionFailure, ExecutionTimeout, PyMongoError, ServerSelectionTimeoutError
 from pymongo.monitoring import ConnectionCheckedOutEvent, ConnectionCheckOutFailedEvent, ConnectionPoolListener
 
 from telemetry_server.config import Settings
-from telemetry_server.errors import StorageUnavailable
+from telemetry_server.errors import QueryTimedOut, StorageUnavailable
 from telemetry_server.models.metric import Metric, MetricInput
 from telemetry_server.models.metric_query import MetricQuery, SortOrder
 from telemetry_server.models.value_range import ValueRange
@@ -76,12 +77,35 @@ def create_mongo_client(
 
 
 @asynccontextmanager
-async def unavailable_when_unreachable(action: str) -> AsyncIterator[None]:
-    """Transport failures become 503s; a reply the server did give (a real fault) stays a 500."""
+async def unavailable_when_unreachable(action: str, time_limit: float | None = None) -> AsyncIterator[None]:
+    """Transport failures become 503s; a reply the server did give (a real fault) stays a 500.
+
+    With a `time_limit` (seconds), every command in the block is sent the time left as `maxTimeMS`, so the
+    engine stops work nobody will wait for, and the driver stops waiting at the limit even for an engine that
+    ignores it (pymongo's client-side operation timeout); running out of it is a QueryTimedOut (503).
+    """
     try:
-        yield
-    except ConnectionFailure as exc:
+        with _time_limited(time_limit):
+            yield
+    except ExecutionTimeout as exc:
+        raise QueryTimedOut(f"MongoDB stopped the {action} at its time limit") from exc
+    except ServerSelectionTimeoutError as exc:
         raise StorageUnavailable(f"MongoDB is unreachable ({action})") from exc
+    except PyMongoError as exc:
+        if time_limit is not None and exc.timeout:
+            raise QueryTimedOut(f"MongoDB did not answer the {action} within its time limit") from exc
+        if isinstance(exc, ConnectionFailure):
+            raise StorageUnavailable(f"MongoDB is unreachable ({action})") from exc
+        raise
+
+
+def _time_limited(seconds: float | None) -> AbstractContextManager[None]:
+    if seconds is None:
+        return nullcontext()
+    return pymongo.timeout(max(seconds, _SHORTEST_LIMIT_SECONDS))  # 0 would mean no limit at all
+
+
+_SHORTEST_LIMIT_SECONDS = 0.001
 
 
 def time_window(start: datetime | None, end: datetime | None) -> Document:
@@ -153,14 +177,14 @@ class MongoMetricStore:
                 await self._metrics.insert_many(docs, ordered=True)
         return [to_metric(doc) for doc in docs]
 
-    async def find(self, query: MetricQuery) -> list[Metric]:
+    async def find(self, query: MetricQuery, time_limit: float | None = None) -> list[Metric]:
         direction = DESCENDING if query.order is SortOrder.DESC else ASCENDING
         cursor = (
             self._metrics.find(build_filter(query))
             .sort([("timestamp", direction), ("_id", direction)])
             .limit(query.limit)
         )
-        async with unavailable_when_unreachable("find"):
+        async with unavailable_when_unreachable("find", time_limit):
             return [to_metric(doc) async for doc in cursor]
 
     async def get(self, id_: str) -> Metric | None:

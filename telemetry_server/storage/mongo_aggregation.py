@@ -113,10 +113,10 @@ class MongoAggregationStore:
     def operators(self, query: AggregateQuery) -> frozenset[str]:
         return required_operators(query)
 
-    async def aggregate(self, query: AggregateQuery, max_rows: int) -> list[Row]:
+    async def aggregate(self, query: AggregateQuery, max_rows: int, time_limit: float | None = None) -> list[Row]:
         pipeline = build_pipeline(query, max_rows)
         try:
-            async with unavailable_when_unreachable("aggregate"):
+            async with unavailable_when_unreachable("aggregation", time_limit):
                 cursor = await self._metrics.aggregate(pipeline)
                 docs = [doc async for doc in cursor]
         except OperationFailure as exc:
@@ -127,7 +127,7 @@ class MongoAggregationStore:
         rows = [to_row(doc, query) for doc in docs]
         return rank_rows(rows, query) if query.fn is AggregateFn.COUNT else rows
 
-    async def points(self, query: AggregateQuery, max_points: int) -> list[Point]:
+    async def points(self, query: AggregateQuery, max_points: int, time_limit: float | None = None) -> list[Point]:
         """At most `max_points + 1` points (one more than allowed tells the caller there are too many)."""
         projection: dict[str, Any] = {"_id": 0, "timestamp": 1, "value": 1}
         if query.group_by == "name":
@@ -135,7 +135,7 @@ class MongoAggregationStore:
         elif query.group_by is not None:
             projection["tags"] = 1
         cursor = self._metrics.find(build_match(query), projection).limit(max_points + 1)
-        async with unavailable_when_unreachable("fetch points"):
+        async with unavailable_when_unreachable("fetch of points", time_limit):
             return [
                 Point(doc["timestamp"], doc["value"], doc.get("name", ""), tuple(doc.get("tags", ())))
                 async for doc in cursor

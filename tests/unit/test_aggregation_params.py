@@ -183,13 +183,13 @@ class FakeAggregations:
     def operators(self, query: AggregateQuery) -> frozenset[str]:
         return required_operators(query)
 
-    async def aggregate(self, query: AggregateQuery, max_rows: int) -> list[Row]:
+    async def aggregate(self, query: AggregateQuery, max_rows: int, time_limit: float | None = None) -> list[Row]:
         self.pipelines += 1
         if query.fn.percentile is not None:
             raise OperatorUnsupported(frozenset({"$percentile"}), "unknown group operator '$percentile'")
         return [Row(42.0, 1)]
 
-    async def points(self, query: AggregateQuery, max_points: int) -> list[Point]:
+    async def points(self, query: AggregateQuery, max_points: int, time_limit: float | None = None) -> list[Point]:
         return self.points_served[: max_points + 1]
 
     async def metric_names(self) -> list[str]:
@@ -270,7 +270,7 @@ class SlowAggregations(FakeAggregations):
         self.seconds = seconds
         self.running = self.most_at_once = 0
 
-    async def aggregate(self, query: AggregateQuery, max_rows: int) -> list[Row]:
+    async def aggregate(self, query: AggregateQuery, max_rows: int, time_limit: float | None = None) -> list[Row]:
         self.running += 1
         self.most_at_once = max(self.most_at_once, self.running)
         try:

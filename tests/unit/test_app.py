@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import asyncio
+import gzip
 import logging
 import re
 from typing import Any
 
+import orjson
 import pytest
 
 from telemetry_server.app import App
@@ -247,6 +249,17 @@ def test_wrong_content_type_is_415(harness: Harness, content_type: str | None) -
     assert_problem(reply, 415)
 
 
+def test_a_gzipped_body_is_stored_and_another_coding_is_415(harness: Harness) -> None:
+    body = orjson.dumps(METRIC)
+    gzipped = harness.client.post("/metrics", body=gzip.compress(body), headers=[("content-encoding", "gzip")])
+    brotli = harness.client.post("/metrics", body=body, headers=[("content-encoding", "br")])
+
+    assert gzipped.status == 201, gzipped.body
+    assert gzipped.json()["name"] == METRIC["name"]
+    assert assert_problem(brotli, 415)["type"] == "/problems/unsupported_content_encoding"
+    assert brotli.header("accept-encoding") == "gzip"
+
+
 @pytest.mark.parametrize("content_type", ["application/json; charset=utf-8", "Application/JSON", "application/x+json"])
 def test_json_content_types_are_accepted(harness: Harness, content_type: str) -> None:
     assert harness.client.post("/metrics", json=METRIC, content_type=content_type).status == 201
@@ -340,6 +353,15 @@ def test_malformed_ids_are_404_for_every_method(harness: Harness, id_: str) -> N
 
 def test_absent_id_is_404(harness: Harness) -> None:
     assert_problem(harness.client.get("/metrics/0123456789abcdef01234567"), 404)
+
+
+def test_a_long_id_is_cut_where_the_answer_repeats_it(harness: Harness) -> None:
+    for reply in (
+        harness.client.get("/metrics/" + "x" * 5000),
+        harness.client.put("/metrics/" + "x" * 5000, json=METRIC),
+        harness.client.delete("/metrics/" + "x" * 5000),
+    ):
+        assert assert_problem(reply, 404)["detail"] == "no metric with id " + "x" * 63 + "…"
 
 
 def test_list_filters_and_caches(harness: Harness) -> None:

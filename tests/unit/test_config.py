@@ -33,6 +33,8 @@ def test_every_variable_is_read() -> None:
             "WORKERS": "2",
             **URIS,
             "MONGO_POOL_SIZE": "8",
+            "QUERY_CONCURRENCY": "2",
+            "LISTING_CONCURRENCY": "2",
             "MONGO_TIMEOUT_MS": "500",
             "MONGO_WRITE_CONCERN": "1",
             "MONGO_JOURNAL": "false",
@@ -57,6 +59,8 @@ def test_every_variable_is_read() -> None:
         mongo_uri=URIS["MONGO_URI"],
         redis_uri=URIS["REDIS_URI"],
         mongo_pool_size=8,
+        query_concurrency=2,
+        listing_concurrency=2,
         mongo_timeout_ms=500,
         mongo_write_concern=1,
         mongo_journal=False,
@@ -111,6 +115,8 @@ def test_values_are_stripped() -> None:
         ("MAX_BODY_BYTES", "100"),
         ("LOG_LEVEL", "loud"),
         ("DEFAULT_PAGE_SIZE", "5000"),
+        ("LISTING_CONCURRENCY", "0"),
+        ("MONGO_POOL_SIZE", "23"),
     ],
 )
 def test_a_bad_value_names_its_variable(variable: str, value: str) -> None:
@@ -161,6 +167,14 @@ def test_default_page_size_may_equal_the_maximum() -> None:
 
 def test_defaults_are_consistent() -> None:
     assert DEFAULTS.default_page_size <= DEFAULTS.max_page_size
+
+
+def test_heavy_reads_and_group_commits_fit_in_the_pool_together() -> None:
+    fitting = {"MONGO_POOL_SIZE": "6", "QUERY_CONCURRENCY": "1", "LISTING_CONCURRENCY": "1"}
+    assert load_settings({**fitting, "WRITE_BATCH_CONCURRENCY": "4"}).mongo_pool_size == 6
+
+    with pytest.raises(ConfigurationError, match="heavy reads could hold the connections writes need"):
+        load_settings({**fitting, "WRITE_BATCH_CONCURRENCY": "5"})
 
 
 # .env files: `.env.${ENVIRONMENT}`, else `.env`; the real environment wins over both.

@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 
-from telemetry_server.errors import ValidationFailed
+from telemetry_server.errors import MAX_LISTED_ERRORS, FieldError, ValidationFailed
 from telemetry_server.models.metric import (
     MAX_NAME_LENGTH,
     MAX_TAG_LENGTH,
@@ -231,6 +231,26 @@ def test_batch_is_refused_with_every_bad_index() -> None:
     errors = [(e.index, e.field) for e in caught.value.errors]
     assert errors == [(1, "value"), (3, "$"), (4, "tags[0]"), (4, "tags[1]")]
     assert caught.value.detail == "3 of 5 metrics are invalid; none was stored"
+
+
+def test_a_batch_full_of_mistakes_lists_the_first_and_counts_the_rest() -> None:
+    every_tag_wrong = {"name": "cpu.load", "value": 1, "tags": [1] * MAX_TAGS}
+    with pytest.raises(ValidationFailed) as caught:
+        parse_metric_batch([VALID, *[every_tag_wrong] * 500], NOW, 1000)
+
+    refused = caught.value
+    assert len(refused.errors) == MAX_LISTED_ERRORS
+    assert refused.errors[-1] == FieldError(f"tags[{MAX_LISTED_ERRORS - MAX_TAGS - 1}]", "must be a string", 2)
+    assert refused.omitted == 500 * MAX_TAGS - MAX_LISTED_ERRORS
+    assert refused.detail == "500 of 501 metrics are invalid; none was stored"
+
+
+def test_one_metric_with_thousands_of_unknown_fields_lists_the_first() -> None:
+    with pytest.raises(ValidationFailed) as caught:
+        parse_metric({**VALID, **{f"x{n}": 0 for n in range(5000)}}, NOW)
+
+    assert [e.field for e in caught.value.errors] == [f"x{n}" for n in range(MAX_LISTED_ERRORS)]
+    assert caught.value.omitted == 5000 - MAX_LISTED_ERRORS
 
 
 def test_empty_batch() -> None:

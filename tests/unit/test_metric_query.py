@@ -78,6 +78,10 @@ def test_times_accept_epoch_numbers() -> None:
         ("from=yesterday", "from"),
         ("to=nan", "to"),
         ("to=-5", "to"),
+        ("from=%D9%A3", "from"),  # an Arabic-Indic 3, which float() reads as 3.0
+        ("from=1_000", "from"),
+        ("from=%201000", "from"),
+        ("from=2026-W48-5T10:00:00Z", "from"),
         ("from=9999-12-31T23:59:59-01:00", "from"),
         ("from=2026-11-27T11:00:00Z&to=2026-11-27T10:00:00Z", "from"),
         ("from=2026-11-27T10:00:00Z&to=2026-11-27T10:00:00Z", "from"),

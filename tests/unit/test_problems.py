@@ -8,6 +8,7 @@ import orjson
 import pytest
 
 from telemetry_server.errors import (
+    MAX_LISTED_ERRORS,
     AppError,
     BadRequest,
     FieldError,
@@ -70,6 +71,21 @@ def test_validation_detail_can_be_given() -> None:
     error = ValidationFailed([FieldError("name", "is required", 3)], detail="1 of 4 metrics are invalid")
 
     assert orjson.loads(problem_response(error, "r").body)["detail"] == "1 of 4 metrics are invalid"
+
+
+def test_a_long_error_list_is_cut_and_the_rest_counted() -> None:
+    errors = [FieldError(f"tags[{n}]", "must be a string", 0) for n in range(MAX_LISTED_ERRORS + 7)]
+
+    body = orjson.loads(problem_response(ValidationFailed(errors), "r").body)
+
+    assert len(body["errors"]) == MAX_LISTED_ERRORS
+    assert body["errors_omitted"] == 7
+
+
+def test_a_short_error_list_says_nothing_is_omitted() -> None:
+    body = orjson.loads(problem_response(ValidationFailed([FieldError("name", "is required")]), "r").body)
+
+    assert "errors_omitted" not in body
 
 
 def test_405_carries_allow() -> None:

@@ -6,7 +6,13 @@ from datetime import UTC, datetime, timedelta, timezone
 
 import pytest
 
-from telemetry_server.models.timestamps import EARLIEST, format_timestamp, parse_timestamp, truncate_to_millis
+from telemetry_server.models.timestamps import (
+    EARLIEST,
+    format_timestamp,
+    parse_timestamp,
+    parse_timestamp_text,
+    truncate_to_millis,
+)
 
 MOMENT = datetime(2025, 11, 27, 23, 58, 40, 123000, tzinfo=UTC)
 EPOCH_MS = 1764287920123
@@ -41,11 +47,27 @@ def test_rfc3339_without_fraction() -> None:
         "2025-13-27T10:00:00Z",
         "yesterdayT",
         "2025-11-27T10:00:00Z" + " " * 60,
+        # ISO 8601 forms that are not RFC 3339, which datetime.fromisoformat would take
+        "2026-W48-5T10:00:00Z",
+        "2026-W48T10:00:00Z",
+        "20261127T100000Z",
+        "2026-11-27T10Z",
+        "2026-11-27T10:00Z",
+        "2026-11-27T10:00:00+0200",
+        "2026-11-27T10:00:00+02",
+        "2026-11-27T10:00:00,5Z",
+        "2026-11-27 10:00:00Z",
+        "\u0662\u0660\u0662\u0666-11-27T10:00:00Z",  # Arabic-Indic digits
+        " 2026-11-27T10:00:00Z",
     ],
 )
 def test_malformed_strings_are_refused(text: str) -> None:
     with pytest.raises(ValueError, match="RFC 3339"):
         parse_timestamp(text)
+
+
+def test_lower_case_t_and_z_are_rfc3339_too() -> None:
+    assert parse_timestamp("2025-11-27t23:58:40.123z") == MOMENT
 
 
 def test_a_time_without_offset_is_refused() -> None:
@@ -130,6 +152,34 @@ def test_booleans_are_not_epochs(value: bool) -> None:
 def test_other_types_are_refused(value: object) -> None:
     with pytest.raises(ValueError, match="RFC 3339 string or an epoch number"):
         parse_timestamp(value)
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        (str(EPOCH_MS), MOMENT),
+        (str(EPOCH_MS / 1000), MOMENT),
+        ("1.764287920123e9", MOMENT),
+        ("0", EARLIEST),
+        ("2025-11-27T23:58:40.123Z", MOMENT),
+    ],
+)
+def test_text_is_an_epoch_number_or_rfc3339(text: str, expected: datetime) -> None:
+    assert parse_timestamp_text(text) == expected
+
+
+@pytest.mark.parametrize(
+    "text",
+    ["1_000", "\u0663", "\uff11\uff12", " 12", "12 ", "+12", "0x10", "nan", "inf", "Infinity", "1e", "."],
+)
+def test_text_that_float_would_take_is_refused(text: str) -> None:
+    with pytest.raises(ValueError, match="RFC 3339"):
+        parse_timestamp_text(text)
+
+
+def test_negative_text_epochs_say_why() -> None:
+    with pytest.raises(ValueError, match="non-negative"):
+        parse_timestamp_text("-1")
 
 
 def test_format_is_utc_with_milliseconds() -> None:
