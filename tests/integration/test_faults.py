@@ -121,7 +121,8 @@ def test_no_acknowledged_write_is_lost_when_mongo_is_killed_under_load(
         with Load(server.base_url, metric_name, reads=False, writes_per_second=100) as load:
             checked = 0
             for _ in range(KILLS):
-                time.sleep(1.5)
+                time.sleep(1.5)  # and at least 50 writes acknowledged by this engine, however busy the machine
+                assert wait_until(lambda n=checked + 50: len(load.acknowledged_so_far()) >= n, 20), load.statuses
                 os.kill(mongo.pid, signal.SIGKILL)
                 engines.stop_pid(mongo.pid)  # reaps it
                 acknowledged = load.acknowledged_so_far()
@@ -134,7 +135,6 @@ def test_no_acknowledged_write_is_lost_when_mongo_is_killed_under_load(
         engines.stop_pid(mongo.pid)
 
     print(f"kill -9 of MongoDB x{KILLS}: (acknowledged, lost) per kill {counts}; lost in all {lost_after}")
-    assert all(acknowledged > 0 for acknowledged, _ in counts), f"no write acknowledged between kills: {counts}"
     assert [lost for _, lost in counts] == [0] * KILLS, f"(acknowledged, lost) per kill: {counts}"
     assert lost_after == 0
     assert {status for (_, status) in load.statuses} <= WRITE_STATUSES, load.statuses
