@@ -24,7 +24,7 @@ _ERRORS = {
     415: "The body is not application/json, or is in a Content-Encoding other than gzip.",
     422: "The input is invalid; `errors` lists fields and reasons (the first 100; `errors_omitted` counts the rest).",
     429: "Rate limited; retry after `Retry-After` seconds.",
-    503: "A database is unreachable; retry after `Retry-After` seconds.",
+    503: "A database is unreachable, or too busy to answer in time; retry after `Retry-After` seconds.",
 }
 _READ_ERRORS = (401, 403, 422, 429, 503)
 _BODY_ERRORS = (400, 401, 403, 408, 413, 415, 422, 429, 503)
