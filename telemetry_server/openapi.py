@@ -23,7 +23,7 @@ _ERRORS = {
     415: "The body is not application/json, or is in a Content-Encoding other than gzip.",
     422: "The input is invalid; `errors` lists fields and reasons (the first 100; `errors_omitted` counts the rest).",
     429: "Rate limited; retry after `Retry-After` seconds.",
-    503: "A database is unreachable; retry after `Retry-After` seconds.",
+    503: "A database is unreachable, or too busy to answer in time; retry after `Retry-After` seconds.",
 }
 # The problem+json answers an operation may give, by kind of route (401 and 403 are left out of open ones).
 BASE_ERRORS = (401, 403, 429, 503)

@@ -31,9 +31,9 @@ class TimeBudget:
 class Bulkhead:
     """Heavy reads wait for one of `capacity` slots and get `timeout_seconds` in all, the wait included.
 
-    Capacities are kept below the MongoDB pool size (config.py checks it), so heavy reads can never hold
-    every pooled connection: writes and cheap reads always find one. Past the limit the request is a 503
-    with Retry-After, and the database stops the work too, because each call is given the time left.
+    The capacities, with the group commits' slots, fit in the MongoDB pool (config.py checks it), so heavy
+    reads can never hold the connections writes need. Past the limit the request is a 503 with Retry-After,
+    and the database stops the work too, because each call is given the time left.
     """
 
     def __init__(self, capacity: int, timeout_seconds: float, what: str, advice: str) -> None:

@@ -99,13 +99,13 @@ async def unavailable_when_unreachable(action: str, time_limit: float | None = N
         raise
 
 
+_SHORTEST_LIMIT_SECONDS = 0.001  # pymongo.timeout(0) would mean no limit at all
+
+
 def _time_limited(seconds: float | None) -> AbstractContextManager[None]:
     if seconds is None:
         return nullcontext()
-    return pymongo.timeout(max(seconds, _SHORTEST_LIMIT_SECONDS))  # 0 would mean no limit at all
-
-
-_SHORTEST_LIMIT_SECONDS = 0.001
+    return pymongo.timeout(max(seconds, _SHORTEST_LIMIT_SECONDS))
 
 
 def time_window(start: datetime | None, end: datetime | None) -> Document:
