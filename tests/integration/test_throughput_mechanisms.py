@@ -30,7 +30,8 @@ def test_a_write_invalidates_the_l1_of_every_worker(client: httpx.Client, base_u
 def test_the_limit_holds_across_workers_and_429_says_when_to_retry(
     server_factory: Callable[..., ServerProcess],
 ) -> None:
-    server = server_factory(RATE_LIMIT_PER_SECOND="5", RATE_LIMIT_BURST="10")
+    # A low rate, so that even on a loaded machine (a request taking 200 ms) 40 requests go over it.
+    server = server_factory(RATE_LIMIT_PER_SECOND="1", RATE_LIMIT_BURST="5")
     statuses: list[int] = []
     started = time.monotonic()
     refused: httpx.Response | None = None
@@ -41,10 +42,10 @@ def test_the_limit_holds_across_workers_and_429_says_when_to_retry(
             refused = response
     elapsed = time.monotonic() - started
     assert set(statuses) <= {200, 429}
-    assert statuses.count(200) <= 10 + 5 * elapsed + 1
+    assert statuses.count(200) <= 5 + 1 * elapsed + 1
     assert refused is not None
     assert int(refused.headers["retry-after"]) >= 1
-    assert refused.headers["ratelimit-limit"] == "5"
+    assert refused.headers["ratelimit-limit"] == "1"
     assert refused.headers["content-type"] == "application/problem+json"
     assert httpx.get(f"{server.base_url}/healthz").status_code == 200  # probes are never limited
 
