@@ -67,7 +67,8 @@ async def open_backends(settings: Settings, stats: Stats) -> Backends:
     from telemetry_server.storage.mongo import MongoMetricStore, create_mongo_client
     from telemetry_server.storage.mongo_aggregation import MongoAggregationStore
     from telemetry_server.storage.mongo_keys import MongoKeyStore
-    from telemetry_server.storage.redis_cache import RedisCache, create_redis_client
+    from telemetry_server.storage.redis_cache import RedisCache
+    from telemetry_server.storage.redis_client import create_redis_client
     from telemetry_server.storage.redis_rate_limit import RedisTokenSource
     from telemetry_server.storage.redis_stats import RedisStatsBoard
 

@@ -11,11 +11,11 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 import orjson
-from redis.asyncio import BlockingConnectionPool, Redis
-from redis.exceptions import ConnectionError, RedisError, TimeoutError
+from redis.asyncio import Redis
 
-from telemetry_server.config import Settings
+from telemetry_server.errors import StorageUnavailable
 from telemetry_server.ports import UNCACHEABLE, Lookup
+from telemetry_server.storage.redis_client import unavailable_when_failing
 
 log = logging.getLogger("telemetry_server.cache")
 
@@ -30,25 +30,6 @@ for _, key in ipairs(KEYS) do redis.call('INCR', key) end
 redis.call('PUBLISH', ARGV[1], ARGV[2])
 return #KEYS
 """
-
-
-def create_redis_client(settings: Settings, *, subscriber: bool = False) -> Redis:
-    """One client (and so one pool) per worker, created in the lifespan after the fork; a subscriber's
-    connection waits for messages as long as it takes, so it has no read timeout."""
-    assert settings.redis_uri is not None
-    timeout = settings.redis_timeout_ms / 1000
-    # A blocking pool: past REDIS_POOL_SIZE busy connections a command waits (up to the timeout) for one,
-    # instead of failing with "Too many connections" and turning the cache off under load.
-    pool = BlockingConnectionPool.from_url(
-        settings.redis_uri,
-        max_connections=2 if subscriber else settings.redis_pool_size,
-        timeout=timeout,
-        socket_timeout=None if subscriber else timeout,
-        socket_connect_timeout=timeout,
-        retry_on_timeout=False,
-        health_check_interval=0,
-    )
-    return Redis.from_pool(pool)
 
 
 class RedisCache:
@@ -82,9 +63,12 @@ class RedisCache:
         if self._ttl == 0 or not await self._ready():
             return UNCACHEABLE
         try:
-            values: list[Any] = await self._client.mget(self._generation_key(dependency), self._entry_key(query_key))
-        except RedisError as exc:
-            self._failed("read", exc)
+            async with unavailable_when_failing("read"):
+                values: list[Any] = await self._client.mget(
+                    self._generation_key(dependency), self._entry_key(query_key)
+                )
+        except StorageUnavailable as exc:
+            self._failed(exc)
             return UNCACHEABLE
         generation, entry = values[0] or b"0", values[1]
         if entry is not None:
@@ -97,9 +81,10 @@ class RedisCache:
         if not lookup.generation or not self.available:
             return
         try:
-            await self._client.set(self._entry_key(query_key), lookup.generation + b"\n" + value, ex=self._ttl)
-        except RedisError as exc:
-            self._failed("write", exc)
+            async with unavailable_when_failing("write"):
+                await self._client.set(self._entry_key(query_key), lookup.generation + b"\n" + value, ex=self._ttl)
+        except StorageUnavailable as exc:
+            self._failed(exc)
 
     async def invalidate(self, dependencies: Sequence[str]) -> None:
         """Bump the counters of these keys; remembered and retried if Redis is down."""
@@ -112,13 +97,14 @@ class RedisCache:
         while True:
             pubsub = self._subscriber.pubsub(ignore_subscribe_messages=True)
             try:
-                await pubsub.subscribe(self.channel)
-                on_state(True)
-                async for message in pubsub.listen():
-                    on_keys(orjson.loads(message["data"]))
-            except (RedisError, OSError) as exc:
+                async with unavailable_when_failing("subscribe"):
+                    await pubsub.subscribe(self.channel)
+                    on_state(True)
+                    async for message in pubsub.listen():
+                        on_keys(orjson.loads(message["data"]))
+            except StorageUnavailable as exc:
                 on_state(False)
-                self._failed("subscribe", exc if isinstance(exc, RedisError) else ConnectionError(str(exc)))
+                self._failed(exc)
                 await asyncio.sleep(_BACKOFF_SECONDS)
             finally:
                 on_state(False)
@@ -126,8 +112,9 @@ class RedisCache:
 
     async def ping(self) -> bool:
         try:
-            await self._client.ping()
-        except RedisError:
+            async with unavailable_when_failing("ping"):
+                await self._client.ping()
+        except StorageUnavailable:
             return False
         return True
 
@@ -144,15 +131,15 @@ class RedisCache:
         dependencies, self._pending = self._pending, set()
         keys = [self._generation_key(d) for d in dependencies]
         try:
-            await self._invalidate(keys=keys, args=[self.channel, orjson.dumps(sorted(dependencies))])
-        except RedisError as exc:
+            async with unavailable_when_failing("invalidate"):
+                await self._invalidate(keys=keys, args=[self.channel, orjson.dumps(sorted(dependencies))])
+        except StorageUnavailable as exc:
             self._pending |= dependencies
-            self._failed("invalidate", exc)
+            self._failed(exc)
             return False
         return True
 
-    def _failed(self, action: str, exc: RedisError) -> None:
+    def _failed(self, exc: StorageUnavailable) -> None:
         if self.available:
-            kind = "unreachable" if isinstance(exc, ConnectionError | TimeoutError) else "failing"
-            log.warning("Redis %s on %s (%s); serving from MongoDB for now", kind, action, exc)
+            log.warning("%s; serving from MongoDB for now", exc.detail)
         self._down_until = time.monotonic() + _BACKOFF_SECONDS
