@@ -44,6 +44,7 @@ class RedisCache:
         self._namespace = namespace
         self._ttl = ttl_seconds
         self._down_until = 0.0
+        self._up = True  # as last seen: the outage and the recovery are each logged once
         self._pending: set[str] = set()
         self.channel = f"{namespace}:invalidate"
         self._invalidate = client.register_script(_INVALIDATE)
@@ -70,6 +71,7 @@ class RedisCache:
         except StorageUnavailable as exc:
             self._failed(exc)
             return UNCACHEABLE
+        self._answered()
         generation, entry = values[0] or b"0", values[1]
         if entry is not None:
             stored_generation, _, value = entry.partition(b"\n")
@@ -85,6 +87,8 @@ class RedisCache:
                 await self._client.set(self._entry_key(query_key), lookup.generation + b"\n" + value, ex=self._ttl)
         except StorageUnavailable as exc:
             self._failed(exc)
+            return
+        self._answered()
 
     async def invalidate(self, dependencies: Sequence[str]) -> None:
         """Bump the counters of these keys; remembered and retried if Redis is down."""
@@ -137,9 +141,17 @@ class RedisCache:
             self._pending |= dependencies
             self._failed(exc)
             return False
+        self._answered()
         return True
 
     def _failed(self, exc: StorageUnavailable) -> None:
-        if self.available:
-            log.warning("%s; serving from MongoDB for now", exc.detail)
+        # Every worker retries each second while Redis is down: only the change of state is worth a line.
+        if self._up:
+            log.warning("%s; serving from MongoDB, uncached, until it answers", exc.detail)
+            self._up = False
         self._down_until = time.monotonic() + _BACKOFF_SECONDS
+
+    def _answered(self) -> None:
+        if not self._up:
+            log.warning("Redis answers again; the cache is back")
+            self._up = True
