@@ -77,7 +77,13 @@ async def open_backends(settings: Settings, stats: Stats) -> Backends:
     mongo = create_mongo_client(settings, stats.pool_wait_ms.observe)
     return Backends(
         store=MongoMetricStore(mongo, settings.database_name),
-        cache=RedisCache(redis, create_redis_client(settings, subscriber=True), namespace, settings.cache_ttl_seconds),
+        cache=RedisCache(
+            redis,
+            create_redis_client(settings, subscriber=True),
+            namespace,
+            settings.cache_ttl_seconds,
+            settings.cache_backlog_max,
+        ),
         tokens=RedisTokenSource(redis, namespace, settings.rate_limit_per_second, settings.rate_limit_burst),
         board=RedisStatsBoard(redis, namespace),
         keys=MongoKeyStore(mongo, settings.database_name),

@@ -46,6 +46,7 @@ class Settings:
     redis_pool_size: int = 32
     redis_timeout_ms: int = 250
     cache_ttl_seconds: int = 60
+    cache_backlog_max: int = 10_000
     max_body_bytes: int = 1_048_576
     max_batch_size: int = 10_000
     default_page_size: int = 100
@@ -97,6 +98,7 @@ def load_settings(environ: Mapping[str, str]) -> Settings:
         redis_pool_size=env.integer("REDIS_POOL_SIZE", DEFAULTS.redis_pool_size, 1, 1000),
         redis_timeout_ms=env.integer("REDIS_TIMEOUT_MS", DEFAULTS.redis_timeout_ms, 10, 60_000),
         cache_ttl_seconds=env.integer("CACHE_TTL_SECONDS", DEFAULTS.cache_ttl_seconds, 0, 86_400),
+        cache_backlog_max=env.integer("CACHE_BACKLOG_MAX", DEFAULTS.cache_backlog_max, 0, 10_000_000),
         max_body_bytes=env.integer("MAX_BODY_BYTES", DEFAULTS.max_body_bytes, 1024, 256 * 1024 * 1024),
         max_batch_size=env.integer("MAX_BATCH_SIZE", DEFAULTS.max_batch_size, 1, 1_000_000),
         default_page_size=env.integer("DEFAULT_PAGE_SIZE", DEFAULTS.default_page_size, 1, 100_000),

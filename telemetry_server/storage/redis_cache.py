@@ -1,5 +1,6 @@
-"""RedisCache: the shared L2 of response bodies, invalidated by a generation counter per dependency key, and
-the pub/sub channel that tells every worker's L1 which keys were written."""
+"""RedisCache: the shared L2 of response bodies, invalidated by a generation counter per dependency key (and
+dropped whole by an epoch counter), and the pub/sub channel that tells every worker's L1 which keys were
+written."""
 
 from __future__ import annotations
 
@@ -30,23 +31,41 @@ for _, key in ipairs(KEYS) do redis.call('INCR', key) end
 redis.call('PUBLISH', ARGV[1], ARGV[2])
 return #KEYS
 """
+# Generation counters bumped per call of _INVALIDATE. A backlog of 120k keys sent as one call outlasted
+# REDIS_TIMEOUT_MS, failed, and was sent again, whole, every second for minutes.
+# PERF: one call of 1,000 INCRs took 3 ms here (10,000: 70 ms; 120,000: 1.7 s), well inside the timeout.
+_CHUNK_KEYS = 1000
+# Published in place of a list of keys when the epoch is bumped: every L1 entry may be stale.
+_DROP_ALL = b"drop-all"
 
 
 class RedisCache:
-    """Entries are stored with the generation of the key they depend on; a write bumps the generations of
-    every key it touches (models/cache_dependency.py). A read is one MGET, and a write's invalidation one
-    pipelined round trip, which also publishes the keys for the L1 caches of every worker.
+    """Entries are stored with the epoch and the generation of the key they depend on; a write bumps the
+    generations of every key it touches (models/cache_dependency.py). A read is one MGET (epoch, generation and
+    entry together), and a write's invalidation one Lua call per 1,000 keys, which also publishes the keys for
+    the L1 caches of every worker.
+
+    While Redis is down, the keys of acknowledged writes are held, at most `backlog_max` of them, and sent
+    first when it answers; until they are, this worker reads nothing from Redis. Past the bound they are
+    forgotten and the epoch is bumped instead, which drops every entry at once: an outage costs bounded
+    memory and a recovery of bounded length, and a write is never hidden by an entry it staled.
     """
 
-    def __init__(self, client: Redis, subscriber: Redis, namespace: str, ttl_seconds: int) -> None:
+    def __init__(
+        self, client: Redis, subscriber: Redis, namespace: str, ttl_seconds: int, backlog_max: int = 10_000
+    ) -> None:
         self._client = client
         self._subscriber = subscriber
         self._namespace = namespace
         self._ttl = ttl_seconds
         self._down_until = 0.0
         self._up = True  # as last seen: the outage and the recovery are each logged once
-        self._pending: set[str] = set()
+        self._backlog_max = backlog_max
+        self._held: set[str] = set()
+        self._writes_past_backlog = 0  # writes whose keys were forgotten: the epoch must be bumped after them
+        self._sending_held = False
         self.channel = f"{namespace}:invalidate"
+        self._epoch_key = f"{namespace}:epoch"
         self._invalidate = client.register_script(_INVALIDATE)
 
     @property
@@ -66,13 +85,13 @@ class RedisCache:
         try:
             async with unavailable_when_failing("read"):
                 values: list[Any] = await self._client.mget(
-                    self._generation_key(dependency), self._entry_key(query_key)
+                    self._epoch_key, self._generation_key(dependency), self._entry_key(query_key)
                 )
         except StorageUnavailable as exc:
             self._failed(exc)
             return UNCACHEABLE
         self._answered()
-        generation, entry = values[0] or b"0", values[1]
+        generation, entry = (values[0] or b"0") + b"." + (values[1] or b"0"), values[2]
         if entry is not None:
             stored_generation, _, value = entry.partition(b"\n")
             if stored_generation == generation:
@@ -91,9 +110,17 @@ class RedisCache:
         self._answered()
 
     async def invalidate(self, dependencies: Sequence[str]) -> None:
-        """Bump the counters of these keys; remembered and retried if Redis is down."""
-        self._pending.update(dependencies)
-        await self._ready()
+        """Bump the counters of these keys (before the write is acknowledged); held if Redis is down."""
+        await self._ready()  # what is held goes first, unless another request is sending it already
+        if self.available:
+            try:
+                await self._send(dependencies)
+            except StorageUnavailable as exc:
+                self._failed(exc)
+            else:
+                self._answered()
+                return
+        self._hold(dependencies)
 
     async def listen(self, on_keys: Callable[[list[str]], None], on_state: Callable[[bool], None]) -> None:
         """Deliver the dependency keys every worker writes, until cancelled; `on_state(False)` whenever messages may
@@ -104,8 +131,13 @@ class RedisCache:
                 async with unavailable_when_failing("subscribe"):
                     await pubsub.subscribe(self.channel)
                     on_state(True)
+                    await self._ready()  # an idle worker sends what it holds as soon as Redis is back
                     async for message in pubsub.listen():
-                        on_keys(orjson.loads(message["data"]))
+                        if message["data"] == _DROP_ALL:
+                            on_state(False)  # every L1 entry may be stale, as after a gap in the subscription
+                            on_state(True)
+                        else:
+                            on_keys(orjson.loads(message["data"]))
             except StorageUnavailable as exc:
                 on_state(False)
                 self._failed(exc)
@@ -127,22 +159,61 @@ class RedisCache:
         await self._client.aclose()
 
     async def _ready(self) -> bool:
-        """Flush pending invalidations first: no entry is served that a write this worker made has staled."""
+        """Whether entries may be read: Redis answers and nothing is held. What is held is sent first, so no
+        entry is served that a write this worker acknowledged has staled."""
         if not self.available:
             return False
-        if not self._pending:
+        if not self._held and not self._writes_past_backlog:
             return True
-        dependencies, self._pending = self._pending, set()
-        keys = [self._generation_key(d) for d in dependencies]
+        if self._sending_held:
+            return False  # another request is sending it: this one reads from MongoDB meanwhile
+        self._sending_held = True
         try:
-            async with unavailable_when_failing("invalidate"):
-                await self._invalidate(keys=keys, args=[self.channel, orjson.dumps(sorted(dependencies))])
+            await self._send_held()
         except StorageUnavailable as exc:
-            self._pending |= dependencies
             self._failed(exc)
             return False
+        finally:
+            self._sending_held = False
         self._answered()
         return True
+
+    def _hold(self, dependencies: Sequence[str]) -> None:
+        if self._writes_past_backlog:
+            self._writes_past_backlog += 1
+            return
+        self._held.update(dependencies)
+        if len(self._held) > self._backlog_max:
+            log.warning(
+                "more than %d cache invalidations (CACHE_BACKLOG_MAX) are waiting for Redis: forgotten; "
+                "the whole cache is dropped when Redis answers",
+                self._backlog_max,
+            )
+            self._held.clear()
+            self._writes_past_backlog = 1
+
+    async def _send_held(self) -> None:
+        if self._writes_past_backlog:
+            covered = self._writes_past_backlog
+            async with unavailable_when_failing("dropping the cache"):
+                await self._invalidate(keys=[self._epoch_key], args=[self.channel, _DROP_ALL])
+            self._writes_past_backlog -= covered  # writes held meanwhile need another bump
+            log.warning("dropped the whole Redis cache: more invalidations were waiting than CACHE_BACKLOG_MAX")
+        while self._held:
+            chunk = [self._held.pop() for _ in range(min(_CHUNK_KEYS, len(self._held)))]
+            try:
+                await self._send(chunk)
+            except StorageUnavailable:
+                self._hold(chunk)
+                raise
+
+    async def _send(self, dependencies: Sequence[str]) -> None:
+        for start in range(0, len(dependencies), _CHUNK_KEYS):
+            chunk = sorted(dependencies[start : start + _CHUNK_KEYS])
+            async with unavailable_when_failing("invalidate"):
+                await self._invalidate(
+                    keys=[self._generation_key(d) for d in chunk], args=[self.channel, orjson.dumps(chunk)]
+                )
 
     def _failed(self, exc: StorageUnavailable) -> None:
         # Every worker retries each second while Redis is down: only the change of state is worth a line.
