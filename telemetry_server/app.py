@@ -103,7 +103,7 @@ class Components:
 
 
 def build_components(backends: Backends, settings: Settings, stats: Stats) -> Components:
-    local = LocalCache(settings.l1_cache_entries, settings.l1_cache_ttl_ms / 1000)
+    local = LocalCache(settings.l1_cache_entries, settings.l1_cache_ttl_ms / 1000, max_bytes=settings.l1_cache_bytes)
     cache = TwoLevelCache(local, backends.cache, stats)
     policy = WritePolicy(
         group_max=settings.write_batch_max,

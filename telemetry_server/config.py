@@ -61,6 +61,7 @@ class Settings:
     log_level: str = "info"
     l1_cache_ttl_ms: int = 5000
     l1_cache_entries: int = 10_000
+    l1_cache_bytes: int = 64 << 20
     write_batch_delay_ms: int = 0
     write_batch_max: int = 1000
     write_batch_concurrency: int = 4
@@ -113,6 +114,7 @@ def load_settings(environ: Mapping[str, str]) -> Settings:
         log_level=env.choice("LOG_LEVEL", _LOG_LEVELS, DEFAULTS.log_level),
         l1_cache_ttl_ms=env.integer("L1_CACHE_TTL_MS", DEFAULTS.l1_cache_ttl_ms, 0, 3_600_000),
         l1_cache_entries=env.integer("L1_CACHE_ENTRIES", DEFAULTS.l1_cache_entries, 1, 10_000_000),
+        l1_cache_bytes=env.integer("L1_CACHE_BYTES", DEFAULTS.l1_cache_bytes, 1024, 1 << 40),
         write_batch_delay_ms=env.integer("WRITE_BATCH_DELAY_MS", DEFAULTS.write_batch_delay_ms, 0, 1000),
         write_batch_max=env.integer("WRITE_BATCH_MAX", DEFAULTS.write_batch_max, 1, 100_000),
         write_batch_concurrency=env.integer("WRITE_BATCH_CONCURRENCY", DEFAULTS.write_batch_concurrency, 1, 64),
