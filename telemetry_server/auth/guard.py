@@ -10,7 +10,7 @@ from datetime import UTC, datetime
 from telemetry_server.auth.keys import ApiKey, PresentedKey, Role, parse_authorization, parse_key
 from telemetry_server.auth.policy import required_roles
 from telemetry_server.config import Settings
-from telemetry_server.errors import AuthenticationRequired, ConfigurationError, Forbidden
+from telemetry_server.errors import AuthenticationRequired, BadRequest, ConfigurationError, Forbidden
 from telemetry_server.http.request import Request
 from telemetry_server.http.router import Route
 from telemetry_server.ports import KeyStore
@@ -60,7 +60,7 @@ class AccessGuard:
         required = self._required.get(route_name, Role.ADMIN)
         if required is None:
             return
-        presented = parse_authorization(request.header(b"authorization"))
+        presented = parse_authorization(_one_authorization(request))
         if presented is None:
             raise AuthenticationRequired
         key = await self._find(presented)
@@ -92,3 +92,11 @@ class AccessGuard:
         if await self._keys.add_if_absent(key):
             log.warning("stored the BOOTSTRAP_ADMIN_KEY as admin key %s; revoke it once you have your own", key.key_id)
         return await self._keys.get(presented.key_id)
+
+
+def _one_authorization(request: Request) -> bytes | None:
+    """Two keys in one request would leave which one was checked to the order of headers: refused."""
+    values = request.header_values(b"authorization")
+    if len(values) > 1:
+        raise BadRequest(f"send one Authorization header, not {len(values)}")
+    return values[0] if values else None

@@ -11,7 +11,7 @@ import pytest
 from telemetry_server.auth.guard import KEY_ID_SCOPE, AccessGuard
 from telemetry_server.auth.keys import ApiKey, Role, generate_key
 from telemetry_server.config import Settings
-from telemetry_server.errors import AuthenticationRequired, ConfigurationError, Forbidden, NotFound
+from telemetry_server.errors import AuthenticationRequired, BadRequest, ConfigurationError, Forbidden, NotFound
 from telemetry_server.http.request import Request
 from telemetry_server.http.responses import Response
 from telemetry_server.http.router import Route
@@ -203,3 +203,16 @@ def test_auth_off_allows_everything_and_says_so(caplog: pytest.LogCaptureFixture
 def test_auth_on_without_a_key_store_does_not_start() -> None:
     with pytest.raises(ConfigurationError, match="AUTH_ENABLED"):
         AccessGuard(Settings(auth_enabled=True)).start(None, ROUTES)
+
+
+def test_two_authorization_headers_are_400(guard: AccessGuard, store: InMemoryKeyStore) -> None:
+    key = make_key(store, Role.ADMIN)
+    headers = [(b"authorization", f"Bearer {key}".encode()), (b"authorization", b"Bearer nonsense")]
+
+    async def receive() -> Message:
+        return {"type": "http.disconnect"}
+
+    twice = Request({"type": "http", "method": "GET", "path": "/", "headers": headers}, receive, 1024)
+    with pytest.raises(BadRequest, match="one Authorization header, not 2"):
+        asyncio.run(guard.authorize(twice, "list_metrics"))
+    asyncio.run(guard.authorize(twice, "healthz"))  # an open route reads no key, so it does not mind
