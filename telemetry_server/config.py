@@ -68,6 +68,8 @@ class Settings:
     write_chunk_size: int = 1000
     rate_limit_per_second: int = 20_000
     rate_limit_burst: int = 40_000
+    auth_failure_rate_per_second: int = 10
+    auth_failure_burst: int = 100
     query_concurrency: int = 4
     query_timeout_ms: int = 5000
     query_parser: str | None = None
@@ -121,6 +123,10 @@ def load_settings(environ: Mapping[str, str]) -> Settings:
         write_chunk_size=env.integer("WRITE_CHUNK_SIZE", DEFAULTS.write_chunk_size, 1, 100_000),
         rate_limit_per_second=env.integer("RATE_LIMIT_PER_SECOND", DEFAULTS.rate_limit_per_second, 0, 10**9),
         rate_limit_burst=env.integer("RATE_LIMIT_BURST", DEFAULTS.rate_limit_burst, 1, 10**9),
+        auth_failure_rate_per_second=env.integer(
+            "AUTH_FAILURE_RATE_PER_SECOND", DEFAULTS.auth_failure_rate_per_second, 0, 10**6
+        ),
+        auth_failure_burst=env.integer("AUTH_FAILURE_BURST", DEFAULTS.auth_failure_burst, 1, 10**6),
         query_concurrency=env.integer("QUERY_CONCURRENCY", DEFAULTS.query_concurrency, 1, 256),
         query_timeout_ms=env.integer("QUERY_TIMEOUT_MS", DEFAULTS.query_timeout_ms, 100, 600_000),
         query_parser=env.plugin("QUERY_PARSER"),
