@@ -4,7 +4,6 @@ written."""
 
 from __future__ import annotations
 
-import asyncio
 import hashlib
 import logging
 import time
@@ -16,7 +15,7 @@ from redis.asyncio import Redis
 
 from telemetry_server.errors import StorageUnavailable
 from telemetry_server.ports import UNCACHEABLE, Lookup
-from telemetry_server.storage.redis_client import unavailable_when_failing
+from telemetry_server.storage.redis_client import follow_channel, unavailable_when_failing
 
 log = logging.getLogger("telemetry_server.cache")
 
@@ -125,26 +124,24 @@ class RedisCache:
     async def listen(self, on_keys: Callable[[list[str]], None], on_state: Callable[[bool], None]) -> None:
         """Deliver the dependency keys every worker writes, until cancelled; `on_state(False)` whenever messages may
         have been missed (the L1 must not be trusted then), `on_state(True)` once subscribed again."""
-        while True:
-            pubsub = self._subscriber.pubsub(ignore_subscribe_messages=True)
-            try:
-                async with unavailable_when_failing("subscribe"):
-                    await pubsub.subscribe(self.channel)
-                    on_state(True)
-                    await self._ready()  # an idle worker sends what it holds as soon as Redis is back
-                    async for message in pubsub.listen():
-                        if message["data"] == _DROP_ALL:
-                            on_state(False)  # every L1 entry may be stale, as after a gap in the subscription
-                            on_state(True)
-                        else:
-                            on_keys(orjson.loads(message["data"]))
-            except StorageUnavailable as exc:
-                on_state(False)
-                self._failed(exc)
-                await asyncio.sleep(_BACKOFF_SECONDS)
-            finally:
-                on_state(False)
-                await pubsub.aclose()  # type: ignore[no-untyped-call]
+
+        async def subscribed() -> None:
+            on_state(True)
+            await self._ready()  # an idle worker sends what it holds as soon as Redis is back
+
+        def message(data: bytes) -> None:
+            if data == _DROP_ALL:
+                on_state(False)  # every L1 entry may be stale, as after a gap in the subscription
+                on_state(True)
+            else:
+                on_keys(orjson.loads(data))
+
+        def lost(failure: StorageUnavailable | None) -> None:
+            on_state(False)
+            if failure is not None:
+                self._failed(failure)
+
+        await follow_channel(self._subscriber, self.channel, message, subscribed, lost)
 
     async def ping(self) -> bool:
         try:
