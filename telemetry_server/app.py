@@ -27,7 +27,7 @@ from telemetry_server.routes.metrics import MetricResource
 from telemetry_server.routes.openapi import OpenApiResource
 from telemetry_server.routes.query import QueryResource
 from telemetry_server.routes.stats import StatsResource
-from telemetry_server.services.key_service import ApiKeyService
+from telemetry_server.services.key_service import ApiKeyService, KeyRevocations
 from telemetry_server.services.local_cache import LocalCache
 from telemetry_server.services.query_cache import TwoLevelCache
 from telemetry_server.services.query_service import QueryService, load_prompt_plugin
@@ -56,6 +56,7 @@ class Backends:
     tokens: TokenSource
     board: StatsBoard | None = None
     keys: KeyStore | None = None  # without one, /admin/keys is not served and auth cannot be on
+    revocations: KeyRevocations | None = None  # without one, a revocation reaches workers by their key cache's expiry
     aggregations: AggregationStore | None = None  # without one, /metrics/aggregate and /query are not served
 
 
@@ -70,16 +71,18 @@ async def open_backends(settings: Settings, stats: Stats) -> Backends:
     from telemetry_server.storage.redis_cache import RedisCache
     from telemetry_server.storage.redis_client import create_redis_client
     from telemetry_server.storage.redis_rate_limit import RedisTokenSource
+    from telemetry_server.storage.redis_revocations import RedisKeyRevocations
     from telemetry_server.storage.redis_stats import RedisStatsBoard
 
     namespace = f"ts:{settings.app_env}"
     redis = create_redis_client(settings)
+    subscriber = create_redis_client(settings, subscriber=True)
     mongo = create_mongo_client(settings, stats.pool_wait_ms.observe)
     return Backends(
         store=MongoMetricStore(mongo, settings.database_name),
         cache=RedisCache(
             redis,
-            create_redis_client(settings, subscriber=True),
+            subscriber,
             namespace,
             settings.cache_ttl_seconds,
             settings.cache_backlog_max,
@@ -87,6 +90,7 @@ async def open_backends(settings: Settings, stats: Stats) -> Backends:
         tokens=RedisTokenSource(redis, namespace, settings.rate_limit_per_second, settings.rate_limit_burst),
         board=RedisStatsBoard(redis, namespace),
         keys=MongoKeyStore(mongo, settings.database_name),
+        revocations=RedisKeyRevocations(redis, subscriber, namespace),
         aggregations=MongoAggregationStore(mongo, settings.database_name),
     )
 
@@ -134,7 +138,11 @@ def build_components(backends: Backends, settings: Settings, stats: Stats) -> Co
             *MetricResource(metrics, limiter, settings).routes(),
             *StatsResource(stats_service).routes(),
             *OpenApiResource().routes(),
-            *(KeyResource(ApiKeyService(backends.keys)).routes() if backends.keys is not None else []),
+            *(
+                KeyResource(ApiKeyService(backends.keys, revocations=backends.revocations)).routes()
+                if backends.keys is not None
+                else []
+            ),
             *(QueryResource(queries).routes() if queries is not None else []),
         ]
     )
@@ -191,6 +199,8 @@ class App:
         cache = components.cache
         self._spawn(self._ensure_indexes(backends.store))
         self._spawn(backends.cache.listen(cache.on_remote_invalidation, cache.on_subscription))
+        if backends.revocations is not None and self._guard.enabled:
+            self._spawn(backends.revocations.listen(self._guard.on_revoked))
         self._spawn(components.stats_service.post_periodically())
 
     async def shutdown(self) -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Callable
 from dataclasses import replace
 from datetime import UTC, datetime
 
@@ -326,3 +327,30 @@ def test_a_wrong_secret_under_the_bootstrap_id_does_not_lock_the_bootstrap_key_o
     with pytest.raises(AuthenticationRequired):
         authorize(guard, "list_keys", f"Bearer {forged}")
     authorize(guard, "list_keys", f"Bearer {text}")
+
+
+class Revocations:
+    """Collects what ApiKeyService publishes; `failure` makes publishing fail as Redis down would."""
+
+    def __init__(self) -> None:
+        self.published: list[str] = []
+        self.failure: Exception | None = None
+
+    async def publish(self, key_id: str) -> None:
+        if self.failure is not None:
+            raise self.failure
+        self.published.append(key_id)
+
+    async def listen(self, on_revoked: Callable[[str], None]) -> None:
+        raise NotImplementedError
+
+
+def test_a_revocation_is_stored_then_published(store: InMemoryKeyStore) -> None:
+    revocations = Revocations()
+    service = ApiKeyService(store, lambda: NOW, revocations)
+    first, second = (make_key(store, Role.READ).split("_")[1] for _ in range(2))
+    assert asyncio.run(service.revoke(first)).revoked
+    assert revocations.published == [first]
+    revocations.failure = StorageUnavailable("Redis is unreachable (test)")
+    assert asyncio.run(service.revoke(second)).revoked, "a Redis outage failed a revocation already stored"
+    assert store.keys[second].revoked
