@@ -47,7 +47,8 @@ class RedisCache:
     While Redis is down, the keys of acknowledged writes are held, at most `backlog_max` of them, and sent
     first when it answers; until they are, this worker reads nothing from Redis. Past the bound they are
     forgotten and the epoch is bumped instead, which drops every entry at once: an outage costs bounded
-    memory and a recovery of bounded length, and a write is never hidden by an entry it staled.
+    memory and a recovery of bounded length, and once what was held is sent (or the epoch bumped), no worker
+    serves an entry that those writes staled.
     """
 
     def __init__(
