@@ -11,7 +11,6 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -23,7 +22,7 @@ from bench import peers, workload
 from bench.engine import choose_engine, start_mongo, start_redis
 from bench.loadgen import Load, LoadError, run_wrk, wrk_available
 from bench.mixed import run_mixed
-from bench.processes import Child, http_status, stop
+from bench.processes import http_status, started_children, stop
 from bench.references import measure_hello, measure_insert_many
 from bench.scenarios import Files, Reference, Scenario, Target, build_scenarios
 from bench.seed import post_batches, request, write_lines
@@ -90,7 +89,7 @@ def run(options: Options) -> dict[str, Any]:
     progress.say(f"working folder {folder}")
     results: dict[str, Any] = {"meta": _meta(options), "runs": [], "peers": {}}
     try:
-        with _children() as children:
+        with started_children() as children:
             engine = choose_engine(options.engine_build_timeout_s)
             progress.say(f"MongoDB-wire engine: {engine.name} ({engine.note})")
             results["engine"] = {
@@ -133,16 +132,6 @@ def run(options: Options) -> dict[str, Any]:
         else:
             shutil.rmtree(folder, ignore_errors=True)
     return results
-
-
-@contextlib.contextmanager
-def _children() -> Iterator[list[Child]]:
-    started: list[Child] = []
-    try:
-        yield started
-    finally:
-        for child in reversed(started):
-            stop(child)
 
 
 @dataclass

@@ -29,7 +29,7 @@ from telemetry_server.routes.openapi import OpenApiResource
 from telemetry_server.routes.query import QueryResource
 from telemetry_server.routes.stats import StatsResource
 from telemetry_server.services.bulkhead import Bulkhead
-from telemetry_server.services.key_service import ApiKeyService
+from telemetry_server.services.key_service import ApiKeyService, KeyRevocations
 from telemetry_server.services.local_cache import LocalCache
 from telemetry_server.services.metric_service import MetricService, WritePolicy
 from telemetry_server.services.query_service import QueryService, load_prompt_plugin
@@ -56,6 +56,7 @@ class Backends:
     tokens: TokenSource
     board: StatsBoard | None = None
     keys: KeyStore | None = None  # without one, /admin/keys is not served and auth cannot be on
+    revocations: KeyRevocations | None = None  # without one, a revocation reaches workers by their key cache's expiry
     aggregations: AggregationStore | None = None  # without one, /metrics/aggregate and /query are not served
 
 
@@ -67,19 +68,29 @@ async def open_backends(settings: Settings, stats: Stats) -> Backends:
     from telemetry_server.storage.mongo import MongoMetricStore, create_mongo_client
     from telemetry_server.storage.mongo_aggregation import MongoAggregationStore
     from telemetry_server.storage.mongo_keys import MongoKeyStore
-    from telemetry_server.storage.redis_cache import RedisCache, create_redis_client
+    from telemetry_server.storage.redis_cache import RedisCache
+    from telemetry_server.storage.redis_client import create_redis_client
     from telemetry_server.storage.redis_rate_limit import RedisTokenSource
+    from telemetry_server.storage.redis_revocations import RedisKeyRevocations
     from telemetry_server.storage.redis_stats import RedisStatsBoard
 
     namespace = f"ts:{settings.app_env}"
     redis = create_redis_client(settings)
+    subscriber = create_redis_client(settings, subscriber=True)
     mongo = create_mongo_client(settings, stats.pool_wait_ms.observe)
     return Backends(
         store=MongoMetricStore(mongo, settings.database_name),
-        cache=RedisCache(redis, create_redis_client(settings, subscriber=True), namespace, settings.cache_ttl_seconds),
+        cache=RedisCache(
+            redis,
+            subscriber,
+            namespace,
+            settings.cache_ttl_seconds,
+            settings.cache_backlog_max,
+        ),
         tokens=RedisTokenSource(redis, namespace, settings.rate_limit_per_second, settings.rate_limit_burst),
         board=RedisStatsBoard(redis, namespace),
         keys=MongoKeyStore(mongo, settings.database_name),
+        revocations=RedisKeyRevocations(redis, subscriber, namespace),
         aggregations=MongoAggregationStore(mongo, settings.database_name),
     )
 
@@ -96,7 +107,7 @@ class Components:
 
 
 def build_components(backends: Backends, settings: Settings, stats: Stats) -> Components:
-    local = LocalCache(settings.l1_cache_entries, settings.l1_cache_ttl_ms / 1000)
+    local = LocalCache(settings.l1_cache_entries, settings.l1_cache_ttl_ms / 1000, max_bytes=settings.l1_cache_bytes)
     cache = TwoLevelCache(local, backends.cache, stats)
     policy = WritePolicy(
         group_max=settings.write_batch_max,
@@ -131,7 +142,9 @@ def build_components(backends: Backends, settings: Settings, stats: Stats) -> Co
         *MetricResource(metrics, limiter, settings).routes(),
         *(QueryResource(queries).routes() if queries is not None else []),
         *StatsResource(stats_service).routes(),
-        *(KeyResource(ApiKeyService(backends.keys)).routes() if backends.keys is not None else []),
+        *(KeyResource(ApiKeyService(backends.keys, revocations=backends.revocations)).routes()
+            if backends.keys is not None
+            else []),
     ]
     router = Router([*routes, *OpenApiResource(routes).routes()])
     return Components(router, metrics, cache, limiter, stats_service)
@@ -188,6 +201,8 @@ class App:
         cache = components.cache
         self._spawn(self._ensure_indexes(backends.store))
         self._spawn(backends.cache.listen(cache.on_remote_invalidation, cache.on_subscription))
+        if backends.revocations is not None and self._guard.enabled:
+            self._spawn(backends.revocations.listen(self._guard.on_revoked))
         self._spawn(components.stats_service.post_periodically())
 
     async def shutdown(self) -> None:

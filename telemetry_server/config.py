@@ -49,6 +49,7 @@ class Settings:
     redis_pool_size: int = 32
     redis_timeout_ms: int = 250
     cache_ttl_seconds: int = 60
+    cache_backlog_max: int = 10_000
     max_body_bytes: int = 1_048_576
     max_batch_size: int = 10_000
     default_page_size: int = 100
@@ -63,12 +64,15 @@ class Settings:
     log_level: str = "info"
     l1_cache_ttl_ms: int = 5000
     l1_cache_entries: int = 10_000
+    l1_cache_bytes: int = 64 << 20
     write_batch_delay_ms: int = 0
     write_batch_max: int = 1000
     write_batch_concurrency: int = 4
     write_chunk_size: int = 1000
     rate_limit_per_second: int = 20_000
     rate_limit_burst: int = 40_000
+    auth_failure_rate_per_second: int = 10
+    auth_failure_burst: int = 100
     query_concurrency: int = 4
     listing_concurrency: int = 16
     query_timeout_ms: int = 5000
@@ -103,6 +107,7 @@ def load_settings(environ: Mapping[str, str]) -> Settings:
         redis_pool_size=env.integer("REDIS_POOL_SIZE", DEFAULTS.redis_pool_size, 1, 1000),
         redis_timeout_ms=env.integer("REDIS_TIMEOUT_MS", DEFAULTS.redis_timeout_ms, 10, 60_000),
         cache_ttl_seconds=env.integer("CACHE_TTL_SECONDS", DEFAULTS.cache_ttl_seconds, 0, 86_400),
+        cache_backlog_max=env.integer("CACHE_BACKLOG_MAX", DEFAULTS.cache_backlog_max, 0, 10_000_000),
         max_body_bytes=env.integer("MAX_BODY_BYTES", DEFAULTS.max_body_bytes, 1024, 256 * 1024 * 1024),
         max_batch_size=env.integer("MAX_BATCH_SIZE", DEFAULTS.max_batch_size, 1, 1_000_000),
         default_page_size=env.integer("DEFAULT_PAGE_SIZE", DEFAULTS.default_page_size, 1, 100_000),
@@ -117,12 +122,17 @@ def load_settings(environ: Mapping[str, str]) -> Settings:
         log_level=env.choice("LOG_LEVEL", _LOG_LEVELS, DEFAULTS.log_level),
         l1_cache_ttl_ms=env.integer("L1_CACHE_TTL_MS", DEFAULTS.l1_cache_ttl_ms, 0, 3_600_000),
         l1_cache_entries=env.integer("L1_CACHE_ENTRIES", DEFAULTS.l1_cache_entries, 1, 10_000_000),
+        l1_cache_bytes=env.integer("L1_CACHE_BYTES", DEFAULTS.l1_cache_bytes, 1024, 1 << 40),
         write_batch_delay_ms=env.integer("WRITE_BATCH_DELAY_MS", DEFAULTS.write_batch_delay_ms, 0, 1000),
         write_batch_max=env.integer("WRITE_BATCH_MAX", DEFAULTS.write_batch_max, 1, 100_000),
         write_batch_concurrency=env.integer("WRITE_BATCH_CONCURRENCY", DEFAULTS.write_batch_concurrency, 1, 64),
         write_chunk_size=env.integer("WRITE_CHUNK_SIZE", DEFAULTS.write_chunk_size, 1, 100_000),
         rate_limit_per_second=env.integer("RATE_LIMIT_PER_SECOND", DEFAULTS.rate_limit_per_second, 0, 10**9),
         rate_limit_burst=env.integer("RATE_LIMIT_BURST", DEFAULTS.rate_limit_burst, 1, 10**9),
+        auth_failure_rate_per_second=env.integer(
+            "AUTH_FAILURE_RATE_PER_SECOND", DEFAULTS.auth_failure_rate_per_second, 0, 10**6
+        ),
+        auth_failure_burst=env.integer("AUTH_FAILURE_BURST", DEFAULTS.auth_failure_burst, 1, 10**6),
         query_concurrency=env.integer("QUERY_CONCURRENCY", DEFAULTS.query_concurrency, 1, 256),
         listing_concurrency=env.integer("LISTING_CONCURRENCY", DEFAULTS.listing_concurrency, 1, 256),
         query_timeout_ms=env.integer("QUERY_TIMEOUT_MS", DEFAULTS.query_timeout_ms, 100, 600_000),

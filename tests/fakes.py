@@ -163,6 +163,8 @@ class InMemoryKeyStore:
     def __init__(self) -> None:
         self.keys: dict[str, ApiKey] = {}
         self.reads = 0
+        self.failure: Exception | None = None  # raised by every read, as an unreachable database
+        self.hang = False  # reads never answer
 
     async def add_if_absent(self, key: ApiKey) -> bool:
         if key.key_id in self.keys:
@@ -172,6 +174,10 @@ class InMemoryKeyStore:
 
     async def get(self, key_id: str) -> ApiKey | None:
         self.reads += 1
+        if self.hang:
+            await asyncio.Event().wait()
+        if self.failure is not None:
+            raise self.failure
         return self.keys.get(key_id)
 
     async def all_keys(self) -> list[ApiKey]:

@@ -99,6 +99,10 @@ class Request:
             self._headers = dict(self.scope["headers"])
         return self._headers.get(name)
 
+    def header_values(self, name: bytes) -> list[bytes]:
+        """Every value of a header by lower-case name, in the order sent; empty when it was not sent."""
+        return [value for key, value in self.scope["headers"] if key == name]
+
     async def body(self) -> bytes:
         """The whole body, refused with 413 as soon as it is known to pass the limit, decoded first when it was
         sent gzipped (and refused with 413 past the limit once decoded); 415 for another Content-Encoding."""

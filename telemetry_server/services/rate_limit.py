@@ -13,7 +13,7 @@ import math
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Protocol
+from typing import NoReturn, Protocol
 
 from telemetry_server.errors import RateLimited, StorageUnavailable
 from telemetry_server.services.single_flight import SingleFlight
@@ -142,3 +142,45 @@ class RateLimiter:
             self._shared_down = False
             self._local.clear()
         return granted
+
+
+class LocalLimiter:
+    """Token buckets per client in this worker alone, for traffic that must cost neither a Redis nor a MongoDB
+    call to refuse: requests without a usable API key, limited per address (auth/guard.py)."""
+
+    def __init__(self, per_second: int, burst: int, clock: Callable[[], float] = time.monotonic) -> None:
+        self.enabled = per_second > 0
+        self._rate = per_second
+        self._burst = burst
+        self._clock = clock
+        self._buckets: dict[str, TokenBucket] = {}
+
+    def check(self, client: str) -> None:
+        """Raise RateLimited when `client` has nothing left, without spending."""
+        if self.enabled and self._bucket(client).take(0, self._clock())[1] < 1:
+            self._refuse()
+
+    def spend(self, client: str) -> None:
+        """Spend one token, or raise RateLimited."""
+        if self.enabled and self._bucket(client).take(1, self._clock())[0] < 1:
+            self._refuse()
+
+    def __len__(self) -> int:
+        """How many clients it keeps a bucket for (at most 10,000)."""
+        return len(self._buckets)
+
+    def _bucket(self, client: str) -> TokenBucket:
+        bucket = self._buckets.get(client)
+        if bucket is None:
+            now = self._clock()
+            if len(self._buckets) >= _MAX_CLIENTS:
+                # A client whose bucket has refilled is no different from a new one: those are forgotten first.
+                self._buckets = {c: b for c, b in self._buckets.items() if b.take(0, now)[1] < b.burst}
+                if len(self._buckets) >= _MAX_CLIENTS:
+                    self._buckets.clear()
+            bucket = self._buckets[client] = TokenBucket(self._rate, self._burst, now)
+        return bucket
+
+    def _refuse(self) -> NoReturn:
+        retry_after = max(1, math.ceil(1 / self._rate))
+        raise RateLimited(retry_after, Quota(self._rate, 0, retry_after).headers())

@@ -1,9 +1,9 @@
-"""RedisCache: the shared L2 of response bodies, invalidated by a generation counter per dependency key, and
-the pub/sub channel that tells every worker's L1 which keys were written."""
+"""RedisCache: the shared L2 of response bodies, invalidated by a generation counter per dependency key (and
+dropped whole by an epoch counter), and the pub/sub channel that tells every worker's L1 which keys were
+written."""
 
 from __future__ import annotations
 
-import asyncio
 import hashlib
 import logging
 import secrets
@@ -12,20 +12,20 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 import orjson
-from redis.asyncio import BlockingConnectionPool, Redis
-from redis.exceptions import ConnectionError, RedisError, TimeoutError
+from redis.asyncio import Redis
 
-from telemetry_server.config import Settings
+from telemetry_server.errors import StorageUnavailable
 from telemetry_server.ports import UNCACHEABLE, Lookup
+from telemetry_server.storage.redis_client import follow_channel, unavailable_when_failing
 
 log = logging.getLogger("telemetry_server.cache")
 
 # After a failure the cache is skipped for this long, so that reads do not each wait out a timeout.
 _BACKOFF_SECONDS = 1.0
 
-# KEYS: the generation counters a write bumps; ARGV: the channel, the message for every worker's L1, and a
-# random start for a counter that does not exist (never set, or evicted): one created again at 1 would count
-# up through values that entries stored under the evicted one still carry.
+# KEYS: the generation counters a write bumps (or the epoch); ARGV: the channel, the message for every
+# worker's L1, and a random start for a counter that does not exist (never set, or evicted): one created
+# again at 1 would count up through values that entries stored under the evicted one still carry.
 # PERF: one command instead of a pipeline of one INCR per key: a group commit of 13 metrics touches ~50
 # keys, and redis-py spends its CPU per command encoded.
 _INVALIDATE = """
@@ -35,47 +35,47 @@ end
 redis.call('PUBLISH', ARGV[1], ARGV[2])
 return #KEYS
 """
-
-
-def create_redis_client(settings: Settings, *, subscriber: bool = False) -> Redis:
-    """One client (and so one pool) per worker, created in the lifespan after the fork; a subscriber's
-    connection waits for messages as long as it takes, so it has no read timeout."""
-    assert settings.redis_uri is not None
-    timeout = settings.redis_timeout_ms / 1000
-    # A blocking pool: past REDIS_POOL_SIZE busy connections a command waits (up to the timeout) for one,
-    # instead of failing with "Too many connections" and turning the cache off under load.
-    pool = BlockingConnectionPool.from_url(
-        settings.redis_uri,
-        max_connections=2 if subscriber else settings.redis_pool_size,
-        timeout=timeout,
-        socket_timeout=None if subscriber else timeout,
-        socket_connect_timeout=timeout,
-        retry_on_timeout=False,
-        health_check_interval=0,
-    )
-    return Redis.from_pool(pool)
+# Generation counters bumped per call of _INVALIDATE. A backlog of 120k keys sent as one call outlasted
+# REDIS_TIMEOUT_MS, failed, and was sent again, whole, every second for minutes.
+# PERF: one call of 1,000 INCRs took 3 ms here (10,000: 70 ms; 120,000: 1.7 s), well inside the timeout.
+_CHUNK_KEYS = 1000
+# Published in place of a list of keys when the epoch is bumped: every L1 entry may be stale.
+_DROP_ALL = b"drop-all"
 
 
 class RedisCache:
-    """Entries are stored with the generation of the key they depend on; a write bumps the generations of
-    every key it touches (models/cache_dependency.py). A read is one MGET, and a write's invalidation one
-    Lua script (`_INVALIDATE`, one round trip) that bumps the counters and publishes the keys for the L1
-    caches of every worker.
+    """Entries are stored with the epoch and the generation of the key they depend on; a write bumps the
+    generations of every key it touches (models/cache_dependency.py). A read is one MGET (epoch, generation and
+    entry together), and a write's invalidation one Lua call per 1,000 keys, which also publishes the keys for
+    the L1 caches of every worker.
 
-    Redis may evict any key (docker-compose.yml runs it allkeys-lru), a counter too; so a counter that is not
-    there is never read as 0 nor restarted at 1, but created at a random 62-bit value, from which it will not
-    count up to a value an entry stored under an evicted counter carries (odds of about 2**-62 per bump):
-    eviction costs misses, never a stale answer.
+    Redis may evict any key (docker-compose.yml runs it allkeys-lru), a counter too; so a counter (a generation
+    or the epoch) that is not there is never read as 0 nor restarted at 1, but created at a random 62-bit
+    value, from which it will not count up to a value an entry stored under an evicted counter carries (odds
+    of about 2**-62 per bump): eviction costs misses, never a stale answer.
+
+    While Redis is down, the keys of acknowledged writes are held, at most `backlog_max` of them, and sent
+    first when it answers; until they are, this worker reads nothing from Redis. Past the bound they are
+    forgotten and the epoch is bumped instead, which drops every entry at once: an outage costs bounded
+    memory and a recovery of bounded length, and once what was held is sent (or the epoch bumped), no worker
+    serves an entry that those writes staled.
     """
 
-    def __init__(self, client: Redis, subscriber: Redis, namespace: str, ttl_seconds: int) -> None:
+    def __init__(
+        self, client: Redis, subscriber: Redis, namespace: str, ttl_seconds: int, backlog_max: int = 10_000
+    ) -> None:
         self._client = client
         self._subscriber = subscriber
         self._namespace = namespace
         self._ttl = ttl_seconds
         self._down_until = 0.0
-        self._pending: set[str] = set()
+        self._up = True  # as last seen: the outage and the recovery are each logged once
+        self._backlog_max = backlog_max
+        self._held: set[str] = set()
+        self._writes_past_backlog = 0  # writes whose keys were forgotten: the epoch must be bumped after them
+        self._sending_held = False
         self.channel = f"{namespace}:invalidate"
+        self._epoch_key = f"{namespace}:epoch"
         self._invalidate = client.register_script(_INVALIDATE)
 
     @property
@@ -94,13 +94,18 @@ class RedisCache:
             return UNCACHEABLE
         generation_key = self._generation_key(dependency)
         try:
-            values: list[Any] = await self._client.mget(generation_key, self._entry_key(query_key))
-            generation, entry = values[0], values[1]
-            if generation is None:
-                generation, entry = await self._new_generation(generation_key), None
-        except RedisError as exc:
-            self._failed("read", exc)
+            async with unavailable_when_failing("read"):
+                values: list[Any] = await self._client.mget(self._epoch_key, generation_key, self._entry_key(query_key))
+                epoch, counter, entry = values
+                if epoch is None:
+                    epoch, entry = await self._new_counter(self._epoch_key), None
+                if counter is None:
+                    counter, entry = await self._new_counter(generation_key), None
+        except StorageUnavailable as exc:
+            self._failed(exc)
             return UNCACHEABLE
+        self._answered()
+        generation = epoch + b"." + counter
         if entry is not None:
             stored_generation, _, value = entry.partition(b"\n")
             if stored_generation == generation:
@@ -111,45 +116,61 @@ class RedisCache:
         if not lookup.generation or not self._available:
             return
         try:
-            await self._client.set(self._entry_key(query_key), lookup.generation + b"\n" + value, ex=self._ttl)
-        except RedisError as exc:
-            self._failed("write", exc)
+            async with unavailable_when_failing("write"):
+                await self._client.set(self._entry_key(query_key), lookup.generation + b"\n" + value, ex=self._ttl)
+        except StorageUnavailable as exc:
+            self._failed(exc)
+            return
+        self._answered()
 
-    async def _new_generation(self, key: str) -> bytes:
-        """Create the counter of a key that has none; whoever creates it first wins, and everyone reads that."""
+    async def _new_counter(self, key: str) -> bytes:
+        """Create a counter that is not there; whoever creates it first wins, and everyone reads that."""
         async with self._client.pipeline(transaction=False) as pipe:
             pipe.set(key, _random_start(), nx=True)
             pipe.get(key)
-            _, generation = await pipe.execute()
-        return generation or b""
+            _, value = await pipe.execute()
+        return value or b""
 
     async def invalidate(self, dependencies: Sequence[str]) -> None:
-        """Bump the counters of these keys; remembered and retried if Redis is down."""
-        self._pending.update(dependencies)
-        await self._ready()
+        """Bump the counters of these keys (before the write is acknowledged); held if Redis is down."""
+        await self._ready()  # what is held goes first, unless another request is sending it already
+        if self._available:
+            try:
+                await self._send(dependencies)
+            except StorageUnavailable as exc:
+                self._failed(exc)
+            else:
+                self._answered()
+                return
+        self._hold(dependencies)
 
     async def listen(self, on_keys: Callable[[list[str]], None], on_state: Callable[[bool], None]) -> None:
         """Deliver the dependency keys every worker writes, until cancelled; `on_state(False)` whenever messages may
         have been missed (the L1 must not be trusted then), `on_state(True)` once subscribed again."""
-        while True:
-            pubsub = self._subscriber.pubsub(ignore_subscribe_messages=True)
-            try:
-                await pubsub.subscribe(self.channel)
+
+        async def subscribed() -> None:
+            on_state(True)
+            await self._ready()  # an idle worker sends what it holds as soon as Redis is back
+
+        def message(data: bytes) -> None:
+            if data == _DROP_ALL:
+                on_state(False)  # every L1 entry may be stale, as after a gap in the subscription
                 on_state(True)
-                async for message in pubsub.listen():
-                    on_keys(orjson.loads(message["data"]))
-            except (RedisError, OSError) as exc:
-                on_state(False)
-                self._failed("subscribe", exc if isinstance(exc, RedisError) else ConnectionError(str(exc)))
-                await asyncio.sleep(_BACKOFF_SECONDS)
-            finally:
-                on_state(False)
-                await pubsub.aclose()  # type: ignore[no-untyped-call]
+            else:
+                on_keys(orjson.loads(data))
+
+        def lost(failure: StorageUnavailable | None) -> None:
+            on_state(False)
+            if failure is not None:
+                self._failed(failure)
+
+        await follow_channel(self._subscriber, self.channel, message, subscribed, lost)
 
     async def ping(self) -> bool:
         try:
-            await self._client.ping()
-        except RedisError:
+            async with unavailable_when_failing("ping"):
+                await self._client.ping()
+        except StorageUnavailable:
             return False
         return True
 
@@ -158,26 +179,74 @@ class RedisCache:
         await self._client.aclose()
 
     async def _ready(self) -> bool:
-        """Flush pending invalidations first: no entry is served that a write this worker made has staled."""
+        """Whether entries may be read: Redis answers and nothing is held. What is held is sent first, so no
+        entry is served that a write this worker acknowledged has staled."""
         if not self._available:
             return False
-        if not self._pending:
+        if not self._held and not self._writes_past_backlog:
             return True
-        dependencies, self._pending = self._pending, set()
-        keys = [self._generation_key(d) for d in dependencies]
+        if self._sending_held:
+            return False  # another request is sending it: this one reads from MongoDB meanwhile
+        self._sending_held = True
         try:
-            await self._invalidate(keys=keys, args=[self.channel, orjson.dumps(sorted(dependencies)), _random_start()])
-        except RedisError as exc:
-            self._pending |= dependencies
-            self._failed("invalidate", exc)
+            await self._send_held()
+        except StorageUnavailable as exc:
+            self._failed(exc)
             return False
+        finally:
+            self._sending_held = False
+        self._answered()
         return True
 
-    def _failed(self, action: str, exc: RedisError) -> None:
-        if self._available:
-            kind = "unreachable" if isinstance(exc, ConnectionError | TimeoutError) else "failing"
-            log.warning("Redis %s on %s (%s); serving from MongoDB for now", kind, action, exc)
+    def _hold(self, dependencies: Sequence[str]) -> None:
+        if self._writes_past_backlog:
+            self._writes_past_backlog += 1
+            return
+        self._held.update(dependencies)
+        if len(self._held) > self._backlog_max:
+            log.warning(
+                "more than %d cache invalidations (CACHE_BACKLOG_MAX) are waiting for Redis: forgotten; "
+                "the whole cache is dropped when Redis answers",
+                self._backlog_max,
+            )
+            self._held.clear()
+            self._writes_past_backlog = 1
+
+    async def _send_held(self) -> None:
+        if self._writes_past_backlog:
+            covered = self._writes_past_backlog
+            async with unavailable_when_failing("dropping the cache"):
+                await self._invalidate(keys=[self._epoch_key], args=[self.channel, _DROP_ALL, _random_start()])
+            self._writes_past_backlog -= covered  # writes held meanwhile need another bump
+            log.warning("dropped the whole Redis cache: more invalidations were waiting than CACHE_BACKLOG_MAX")
+        while self._held:
+            chunk = [self._held.pop() for _ in range(min(_CHUNK_KEYS, len(self._held)))]
+            try:
+                await self._send(chunk)
+            except StorageUnavailable:
+                self._hold(chunk)
+                raise
+
+    async def _send(self, dependencies: Sequence[str]) -> None:
+        for start in range(0, len(dependencies), _CHUNK_KEYS):
+            chunk = sorted(dependencies[start : start + _CHUNK_KEYS])
+            async with unavailable_when_failing("invalidate"):
+                await self._invalidate(
+                    keys=[self._generation_key(d) for d in chunk],
+                    args=[self.channel, orjson.dumps(chunk), _random_start()],
+                )
+
+    def _failed(self, exc: StorageUnavailable) -> None:
+        # Every worker retries each second while Redis is down: only the change of state is worth a line.
+        if self._up:
+            log.warning("%s; serving from MongoDB, uncached, until it answers", exc.detail)
+            self._up = False
         self._down_until = time.monotonic() + _BACKOFF_SECONDS
+
+    def _answered(self) -> None:
+        if not self._up:
+            log.warning("Redis answers again; the cache is back")
+            self._up = True
 
 
 def _random_start() -> bytes:

@@ -3,9 +3,8 @@
 from __future__ import annotations
 
 from redis.asyncio import Redis
-from redis.exceptions import RedisError
 
-from telemetry_server.errors import StorageUnavailable
+from telemetry_server.storage.redis_client import unavailable_when_failing
 
 # KEYS[1]: the bucket. ARGV: rate per second, burst, tokens wanted. Returns {granted, tokens left}.
 # Redis's own clock is used, so instances with skewed clocks share one notion of time. A bucket that is not
@@ -35,10 +34,8 @@ class RedisTokenSource:
         self._burst = burst
 
     async def take(self, client: str, want: int) -> tuple[int, int]:
-        try:
+        async with unavailable_when_failing("rate limit"):
             granted, left = await self._script(
                 keys=[f"{self._namespace}:rl:{client}"], args=[self._rate, self._burst, want]
             )
-        except RedisError as exc:
-            raise StorageUnavailable(f"Redis is unreachable ({exc})") from exc
         return int(granted), int(left)

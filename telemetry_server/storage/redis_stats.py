@@ -7,9 +7,8 @@ from typing import Any
 
 import orjson
 from redis.asyncio import Redis
-from redis.exceptions import RedisError
 
-from telemetry_server.errors import StorageUnavailable
+from telemetry_server.storage.redis_client import unavailable_when_failing
 
 # A worker that has not posted for this long is gone (stopped, or restarted under another id).
 _STALE_SECONDS = 15
@@ -22,19 +21,14 @@ class RedisStatsBoard:
 
     async def post(self, worker: str, snapshot: dict[str, Any]) -> None:
         entry = orjson.dumps({"at": time.time(), "snapshot": snapshot})
-        try:
-            async with self._client.pipeline(transaction=False) as pipe:
-                pipe.hset(self._key, worker, entry)
-                pipe.expire(self._key, _STALE_SECONDS * 4)
-                await pipe.execute()
-        except RedisError as exc:
-            raise StorageUnavailable(f"Redis is unreachable ({exc})") from exc
+        async with unavailable_when_failing("posting stats"), self._client.pipeline(transaction=False) as pipe:
+            pipe.hset(self._key, worker, entry)
+            pipe.expire(self._key, _STALE_SECONDS * 4)
+            await pipe.execute()
 
     async def collect(self) -> dict[str, dict[str, Any]]:
-        try:
+        async with unavailable_when_failing("collecting stats"):
             entries: dict[bytes, bytes] = await self._client.hgetall(self._key)  # type: ignore[assignment]
-        except RedisError as exc:
-            raise StorageUnavailable(f"Redis is unreachable ({exc})") from exc
         now = time.time()
         fresh = {}
         for worker, raw in entries.items():

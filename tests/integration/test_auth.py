@@ -75,6 +75,15 @@ def test_every_unusable_key_gets_the_same_401(http: httpx.Client) -> None:
     assert all(without_request_id(r) == first for r in answers)
 
 
+def test_two_authorization_headers_are_400(http: httpx.Client) -> None:
+    _, reader = create_key(http, "read")
+    headers = [("authorization", f"Bearer {reader}"), ("authorization", f"Bearer {BOOTSTRAP}")]
+    answer = http.get("/metrics", headers=headers)
+    assert answer.status_code == 400
+    assert answer.headers["content-type"] == "application/problem+json"
+    assert answer.json()["detail"] == "send one Authorization header, not 2"
+
+
 def test_roles_and_both_schemes(http: httpx.Client, metric_name: str) -> None:
     _, reader = create_key(http, "read")
     _, writer = create_key(http, "write")

@@ -73,6 +73,7 @@ def test_no_server_errors_and_no_undocumented_answers(server_factory: Callable[.
 
 
 def test_without_a_key_every_protected_operation_is_401(server_factory: Callable[..., ServerProcess]) -> None:
-    """The auth-on server, fuzzed with no key at all: only 401s (and the open routes) may come back."""
+    """The auth-on server, fuzzed with no key at all: only 401s (429s once the address has failed
+    AUTH_FAILURE_BURST times) and the open routes may come back."""
     server = server_factory(workers=1, APP_ENV=APP_ENV, AUTH_ENABLED="true")
     assert not fuzz(server.base_url, {})

@@ -55,8 +55,10 @@ async def evicted_keys(client: Redis) -> int:
 
 
 async def drop_generations(client: Redis, namespace: str) -> int:
-    """Remove every generation counter, as eviction may: the cache must not be fooled by one created again."""
+    """Remove every generation counter and the epoch, as eviction may: the cache must not be fooled by one
+    created again."""
     keys = [key async for key in client.scan_iter(match=f"{namespace}:gen:*", count=1000)]
+    keys += [key async for key in client.scan_iter(match=f"{namespace}:epoch", count=1000)]
     if keys:
         await client.delete(*keys)
     return len(keys)

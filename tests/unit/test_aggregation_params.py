@@ -229,7 +229,7 @@ def test_the_executor_falls_back_once_and_remembers() -> None:
 class GroupedAggregations(FakeAggregations):
     """Rows grouped by a tag whose text looks like the cached body's own keys."""
 
-    async def aggregate(self, query: AggregateQuery, max_rows: int) -> list[Row]:
+    async def aggregate(self, query: AggregateQuery, max_rows: int, time_limit: float | None = None) -> list[Row]:
         return [Row(1.5, 2, group='host:a,"stats":{"path":"x"}}'), Row(None, 0, group="host:b")]
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Callable
 from datetime import UTC, datetime
 
 import pytest
@@ -11,7 +12,15 @@ from telemetry_server.auth.guard import KEY_ID_SCOPE, AccessGuard
 from telemetry_server.auth.keys import ApiKey, Role, generate_key
 from telemetry_server.auth.policy import OPEN, Access
 from telemetry_server.config import Settings
-from telemetry_server.errors import AuthenticationRequired, ConfigurationError, Forbidden, NotFound
+from telemetry_server.errors import (
+    AuthenticationRequired,
+    BadRequest,
+    ConfigurationError,
+    Forbidden,
+    NotFound,
+    RateLimited,
+    StorageUnavailable,
+)
 from telemetry_server.http.operation import Operation
 from telemetry_server.http.request import Request
 from telemetry_server.http.responses import Response
@@ -36,13 +45,14 @@ ROUTES: list[Route[Access]] = [
 ]
 
 
-def request(authorization: str | None = None) -> Request:
+def request(authorization: str | None = None, address: str = "192.0.2.1") -> Request:
     headers = [] if authorization is None else [(b"authorization", authorization.encode())]
 
     async def receive() -> Message:
         return {"type": "http.disconnect"}
 
-    return Request({"type": "http", "method": "GET", "path": "/", "headers": headers}, receive, 1024)
+    scope = {"type": "http", "method": "GET", "path": "/", "headers": headers, "client": (address, 40000)}
+    return Request(scope, receive, 1024)
 
 
 @pytest.fixture
@@ -72,8 +82,8 @@ async def _create(store: InMemoryKeyStore, role: Role) -> tuple[str, ApiKey]:
     return text, key
 
 
-def authorize(guard: AccessGuard, route: str, authorization: str | None = None) -> Request:
-    incoming = request(authorization)
+def authorize(guard: AccessGuard, route: str, authorization: str | None = None, address: str = "192.0.2.1") -> Request:
+    incoming = request(authorization, address)
     asyncio.run(guard.authorize(incoming, route))
     return incoming
 
@@ -178,3 +188,140 @@ def test_auth_off_allows_everything_and_says_so(caplog: pytest.LogCaptureFixture
 def test_auth_on_without_a_key_store_does_not_start() -> None:
     with pytest.raises(ConfigurationError, match="AUTH_ENABLED"):
         AccessGuard(Settings(auth_enabled=True)).start(None, ROUTES)
+
+
+def test_two_authorization_headers_are_400(guard: AccessGuard, store: InMemoryKeyStore) -> None:
+    key = make_key(store, Role.ADMIN)
+    headers = [(b"authorization", f"Bearer {key}".encode()), (b"authorization", b"Bearer nonsense")]
+
+    async def receive() -> Message:
+        return {"type": "http.disconnect"}
+
+    twice = Request({"type": "http", "method": "GET", "path": "/", "headers": headers}, receive, 1024)
+    with pytest.raises(BadRequest, match="one Authorization header, not 2"):
+        asyncio.run(guard.authorize(twice, "list_metrics"))
+    asyncio.run(guard.authorize(twice, "healthz"))  # an open route reads no key, so it does not mind
+
+
+def made_up_key() -> str:
+    return f"Bearer {generate_key()[0]}"
+
+
+def test_made_up_keys_are_limited_per_address_before_they_cost_a_lookup(
+    store: InMemoryKeyStore, clock: ManualClock
+) -> None:
+    guard = AccessGuard(Settings(auth_enabled=True, auth_failure_rate_per_second=10, auth_failure_burst=20), clock)
+    guard.start(store, ROUTES)
+    legit = make_key(store, Role.READ)
+    authorize(guard, "list_metrics", f"Bearer {legit}", address="192.0.2.9")
+    statuses, headers = [], []
+    for _ in range(100):
+        try:
+            authorize(guard, "list_metrics", made_up_key(), address="192.0.2.9")
+        except AuthenticationRequired:
+            statuses.append(401)
+        except RateLimited as limited:
+            statuses.append(429)
+            headers.append(limited.headers())
+    assert statuses == [401] * 20 + [429] * 80
+    assert all((b"retry-after", b"1") in h for h in headers)
+    assert store.reads == 1 + 20, "a refused id was looked up"
+    authorize(guard, "list_metrics", f"Bearer {legit}", address="192.0.2.9")  # its own key still works
+    authorize(guard, "list_metrics", f"Bearer {make_key(store, Role.READ)}", address="192.0.2.10")  # others too
+    with pytest.raises(RateLimited):
+        authorize(guard, "list_metrics", None, address="192.0.2.9")  # no key at all counts as a failure
+    clock.now += 1  # ten more a second
+    with pytest.raises(AuthenticationRequired):
+        authorize(guard, "list_metrics", made_up_key(), address="192.0.2.9")
+
+
+def test_unknown_ids_are_remembered_apart_from_known_keys(store: InMemoryKeyStore, clock: ManualClock) -> None:
+    guard = AccessGuard(Settings(auth_enabled=True, auth_failure_rate_per_second=0), clock)
+    guard.start(store, ROUTES)
+    legit = make_key(store, Role.READ)
+    authorize(guard, "list_metrics", f"Bearer {legit}")
+    unknown = made_up_key()
+    for _ in range(3):
+        with pytest.raises(AuthenticationRequired):
+            authorize(guard, "list_metrics", unknown)
+    assert store.reads == 2
+
+    async def flood() -> None:
+        for _ in range(10_050):  # more made-up ids than either memory holds
+            with pytest.raises(AuthenticationRequired):
+                await guard.authorize(request(made_up_key()), "list_metrics")
+
+    asyncio.run(flood())
+    reads = store.reads
+    authorize(guard, "list_metrics", f"Bearer {legit}")
+    assert store.reads == reads, "made-up ids pushed a real key out"
+
+
+def test_known_keys_are_served_while_mongo_is_unreachable(store: InMemoryKeyStore, clock: ManualClock) -> None:
+    guard = AccessGuard(Settings(auth_enabled=True), clock)
+    guard.start(store, ROUTES)
+    reader, revoked = make_key(store, Role.READ), make_key(store, Role.READ)
+    authorize(guard, "list_metrics", f"Bearer {reader}")
+    authorize(guard, "list_metrics", f"Bearer {revoked}")
+    store.failure = StorageUnavailable("MongoDB is unreachable (test)")
+    clock.now += 10  # long past the time a key is trusted without asking
+    for _ in range(3):
+        authorize(guard, "list_metrics", f"Bearer {reader}")
+    with pytest.raises(Forbidden):
+        authorize(guard, "create_metrics", f"Bearer {reader}")  # as last seen: its role too
+    with pytest.raises(StorageUnavailable):
+        authorize(guard, "list_metrics", f"Bearer {make_key(store, Role.READ)}")  # never seen: cannot be checked
+    guard.on_revoked(revoked.split("_")[1])  # through Redis
+    with pytest.raises(AuthenticationRequired):
+        authorize(guard, "list_metrics", f"Bearer {revoked}")
+    store.failure = None
+    clock.now += 2
+    authorize(guard, "list_metrics", f"Bearer {make_key(store, Role.READ)}")  # back: new keys are checked again
+
+
+def test_a_known_key_does_not_wait_for_a_mongo_that_hangs(store: InMemoryKeyStore, clock: ManualClock) -> None:
+    guard = AccessGuard(Settings(auth_enabled=True), clock)
+    guard.start(store, ROUTES)
+    reader = make_key(store, Role.READ)
+    authorize(guard, "list_metrics", f"Bearer {reader}")
+    store.hang = True
+    clock.now += 10
+    authorize(guard, "list_metrics", f"Bearer {reader}")  # after a bounded wait, as last seen
+    authorize(guard, "list_metrics", f"Bearer {reader}")  # now known to be down: no wait at all
+
+
+def test_a_wrong_secret_under_the_bootstrap_id_does_not_lock_the_bootstrap_key_out(store: InMemoryKeyStore) -> None:
+    text, _ = generate_key()
+    guard = AccessGuard(Settings(auth_enabled=True, bootstrap_admin_key=text))
+    guard.start(store, ROUTES)
+    forged = text[:-4] + ("AAAA" if not text.endswith("AAAA") else "BBBB")
+    with pytest.raises(AuthenticationRequired):
+        authorize(guard, "list_keys", f"Bearer {forged}")
+    authorize(guard, "list_keys", f"Bearer {text}")
+
+
+class Revocations:
+    """Collects what ApiKeyService publishes; `failure` makes publishing fail as Redis down would."""
+
+    def __init__(self) -> None:
+        self.published: list[str] = []
+        self.failure: Exception | None = None
+
+    async def publish(self, key_id: str) -> None:
+        if self.failure is not None:
+            raise self.failure
+        self.published.append(key_id)
+
+    async def listen(self, on_revoked: Callable[[str], None]) -> None:
+        raise NotImplementedError
+
+
+def test_a_revocation_is_stored_then_published(store: InMemoryKeyStore) -> None:
+    revocations = Revocations()
+    service = ApiKeyService(store, lambda: NOW, revocations)
+    first, second = (make_key(store, Role.READ).split("_")[1] for _ in range(2))
+    assert asyncio.run(service.revoke(first)).revoked
+    assert revocations.published == [first]
+    revocations.failure = StorageUnavailable("Redis is unreachable (test)")
+    assert asyncio.run(service.revoke(second)).revoked, "a Redis outage failed a revocation already stored"
+    assert store.keys[second].revoked

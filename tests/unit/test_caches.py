@@ -33,6 +33,46 @@ def test_local_cache_expires_evicts_and_invalidates_by_name() -> None:
     assert cache.get("a") is None
 
 
+def test_local_cache_is_bounded_by_bytes() -> None:
+    page = b"x" * 150_000  # a page of 1,000 metrics
+    cache = LocalCache(max_entries=10_000, ttl_seconds=5, max_bytes=500_000)
+    for i in range(10):
+        cache.put(f"page{i}", "n:cpu", page, cache.version("n:cpu"))
+        assert cache.size_bytes <= 500_000
+    assert len(cache) == 3
+    assert cache.get("page9") == page  # the most recent stay
+    assert cache.get("page6") is None
+    cache.put("huge", "n:cpu", b"x" * 600_000, cache.version("n:cpu"))  # larger than the whole budget
+    assert cache.get("huge") is None
+    assert cache.get("page9") == page, "a body too large to keep evicted the others"
+
+
+@given(
+    operations=st.lists(
+        st.tuples(st.sampled_from(["put", "invalidate", "clear", "get"]), st.integers(0, 5), st.integers(0, 40)),
+        max_size=60,
+    )
+)
+def test_local_cache_counts_its_bytes_exactly(operations: list[tuple[str, int, int]]) -> None:
+    clock = ManualClock()
+    cache = LocalCache(max_entries=4, ttl_seconds=5, clock=clock, max_bytes=60)
+    for op, which, size in operations:
+        key, dependency = f"k{which}", f"n:{which % 3}"
+        if op == "put":
+            cache.put(key, dependency, b"v" * size, cache.version(dependency))
+        elif op == "invalidate":
+            cache.invalidate([dependency])
+        elif op == "clear":
+            cache.clear()
+        else:
+            clock.now += size / 10  # some entries expire on the way
+            cache.get(key)
+        kept = {k: cache.get(k) for k in (f"k{i}" for i in range(6))}
+        assert cache.size_bytes == sum(len(k) + len(v) for k, v in kept.items() if v is not None)
+        assert cache.size_bytes <= 60
+        assert len(cache) <= 4
+
+
 def test_local_cache_drops_only_the_dependencies_written() -> None:
     cache = LocalCache(max_entries=10, ttl_seconds=5)
     eu, us = read_dependency("cpu", ["region:eu"]), read_dependency("cpu", ["region:us"])

@@ -77,6 +77,22 @@ def test_every_variable_is_read() -> None:
     assert settings.database_name == "telemetry_server_eu-1"
 
 
+def test_the_bounds_on_caches_and_failed_authentication_are_read() -> None:
+    settings = load_settings(
+        {
+            "CACHE_BACKLOG_MAX": "0",
+            "L1_CACHE_BYTES": "1048576",
+            "AUTH_FAILURE_RATE_PER_SECOND": "0",
+            "AUTH_FAILURE_BURST": "5",
+        }
+    )
+    assert (settings.cache_backlog_max, settings.l1_cache_bytes) == (0, 1 << 20)
+    assert (settings.auth_failure_rate_per_second, settings.auth_failure_burst) == (0, 5)
+    for variable, value in (("L1_CACHE_BYTES", "100"), ("CACHE_BACKLOG_MAX", "-1"), ("AUTH_FAILURE_BURST", "0")):
+        with pytest.raises(ConfigurationError, match=f"^{variable}: "):
+            load_settings({variable: value})
+
+
 def test_app_env_defaults_to_the_environment() -> None:
     assert load_settings({"ENVIRONMENT": "test"}).database_name == "telemetry_server_test"
 

@@ -1,4 +1,4 @@
-"""RateLimiter: leases from a shared bucket, never more than it holds; a local bucket when it is away."""
+"""RateLimiter: leases from a shared bucket, never more than it holds; a local bucket when it is away. LocalLimiter."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ import asyncio
 import pytest
 
 from telemetry_server.errors import RateLimited, StorageUnavailable
-from telemetry_server.services.rate_limit import RateLimiter, TokenBucket
+from telemetry_server.services.rate_limit import LocalLimiter, RateLimiter, TokenBucket
 from tests.fakes import InMemoryTokenSource, ManualClock
 
 
@@ -124,3 +124,25 @@ def test_concurrent_requests_wait_for_one_refill_instead_of_each_taking_a_lease(
 
     assert not [r for r in asyncio.run(scenario()) if isinstance(r, BaseException)]
     assert calls == 1
+
+
+def test_the_local_limiter_checks_without_spending_and_stays_bounded() -> None:
+    clock = ManualClock()
+    limiter = LocalLimiter(per_second=2, burst=3, clock=clock)
+    for _ in range(5):
+        limiter.check("192.0.2.1")  # checking spends nothing
+    for _ in range(3):
+        limiter.spend("192.0.2.1")
+    with pytest.raises(RateLimited):
+        limiter.check("192.0.2.1")
+    with pytest.raises(RateLimited):
+        limiter.spend("192.0.2.1")
+    limiter.spend("192.0.2.2")  # per client
+    clock.now += 0.5
+    limiter.spend("192.0.2.1")  # refilled at the rate
+    for i in range(25_000):  # more addresses than it keeps: memory stays bounded, the busy one is not forgotten
+        limiter.check(f"10.0.{i // 256}.{i % 256}")
+        with pytest.raises(RateLimited):
+            limiter.check("192.0.2.1")
+    assert len(limiter) <= 10_000
+    assert not LocalLimiter(per_second=0, burst=1).enabled

@@ -1,0 +1,109 @@
+"""RedisCache against a real Redis that hangs (SIGSTOP) and comes back with its data (SIGCONT): what writes
+could not invalidate is held, sent in chunks, and past CACHE_BACKLOG_MAX replaced by dropping the whole cache."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+from collections.abc import AsyncIterator, Callable, Iterator
+from contextlib import asynccontextmanager, contextmanager
+
+from redis.asyncio import Redis
+
+from telemetry_server import engines
+from telemetry_server.config import Settings
+from telemetry_server.storage.redis_cache import RedisCache
+from telemetry_server.storage.redis_client import create_redis_client
+
+LISTING = "listing?name=cpu"
+DEPENDENCY = "n:cpu"
+
+
+@contextmanager
+def hung(redis: engines.Engine) -> Iterator[None]:
+    """Redis stops answering (commands time out) and later answers again with everything it held."""
+    os.kill(redis.pid, signal.SIGSTOP)
+    try:
+        yield
+    finally:
+        os.kill(redis.pid, signal.SIGCONT)
+
+
+@asynccontextmanager
+async def redis_cache(redis: engines.Engine, backlog_max: int) -> AsyncIterator[RedisCache]:
+    settings = Settings(redis_uri=redis.uri, redis_timeout_ms=100)
+    client = create_redis_client(settings)
+    cache = RedisCache(client, create_redis_client(settings, subscriber=True), "ts:cachetest", 60, backlog_max)
+    try:
+        yield cache
+    finally:
+        await client.flushall()
+        await cache.aclose()
+
+
+async def outlast_backoff(cache: RedisCache) -> None:
+    """After a failure the cache leaves Redis alone for a second."""
+    await asyncio.sleep(1.1)
+    assert cache.available
+
+
+async def cache_a_listing(cache: RedisCache) -> None:
+    lookup = await cache.lookup(DEPENDENCY, LISTING)
+    await cache.store(LISTING, lookup, b"old body")
+    assert (await cache.lookup(DEPENDENCY, LISTING)).value == b"old body"
+
+
+async def hold_while_hung(redis: engines.Engine, cache: RedisCache, dependencies: list[str]) -> None:
+    with hung(redis):
+        await cache.invalidate(dependencies)  # the write is acknowledged: its keys are held
+        await outlast_backoff(cache)
+        assert (await cache.lookup(DEPENDENCY, LISTING)).generation == b"", "Redis was read while it hung"
+    await outlast_backoff(cache)
+
+
+def test_held_invalidations_are_sent_in_chunks_when_redis_answers(
+    redis_factory: Callable[[], engines.Engine],
+) -> None:
+    redis = redis_factory()
+
+    async def scenario() -> None:
+        async with redis_cache(redis, backlog_max=10_000) as cache:
+            await cache_a_listing(cache)
+            written = [DEPENDENCY, *(f"n:cpu|t:host:{i}" for i in range(2_500))]
+            await hold_while_hung(redis, cache, written)
+
+            # Redis kept the old entry; the first read after the outage sends the held keys and so misses.
+            after = await cache.lookup(DEPENDENCY, LISTING)
+            assert after.generation != b""
+            assert after.value is None
+            client = Redis.from_url(redis.uri)
+            counters = await client.mget([f"ts:cachetest:gen:{d}" for d in written])
+            assert set(counters) == {b"1"}, "a held key was not sent"
+            assert await client.get("ts:cachetest:epoch") is None, "the cache was dropped within the bound"
+            await client.aclose()
+
+    asyncio.run(scenario())
+
+
+def test_past_the_bound_the_whole_cache_is_dropped_instead(redis_factory: Callable[[], engines.Engine]) -> None:
+    redis = redis_factory()
+
+    async def scenario() -> None:
+        async with redis_cache(redis, backlog_max=100) as cache:
+            await cache_a_listing(cache)
+            other = "listing?name=mem"
+            await cache.store(other, await cache.lookup("n:mem", other), b"other body")
+            written = [DEPENDENCY, *(f"n:cpu|t:host:{i}" for i in range(500))]
+            await hold_while_hung(redis, cache, written)
+
+            assert (await cache.lookup(DEPENDENCY, LISTING)).value is None
+            assert (await cache.lookup("n:mem", other)).value is None, "an untouched entry survived the drop"
+            client = Redis.from_url(redis.uri)
+            assert await client.get("ts:cachetest:epoch") == b"1"
+            assert await client.get(f"ts:cachetest:gen:{DEPENDENCY}") is None, "held keys were sent one by one"
+            await client.aclose()
+            # The cache works again at once, on the new epoch.
+            await cache_a_listing(cache)
+
+    asyncio.run(scenario())
