@@ -5,6 +5,7 @@ from __future__ import annotations
 import concurrent.futures
 import os
 import signal
+import threading
 import time
 from collections.abc import Callable
 
@@ -55,17 +56,23 @@ def test_no_acknowledged_write_is_lost_on_graceful_shutdown(
 ) -> None:
     server = server_factory(WRITE_BATCH_DELAY_MS="20")  # writes wait in batches when the signal comes
     url = f"{server.base_url}/metrics"
+    first_acknowledged = threading.Event()
 
     def write(i: int) -> str | None:
         try:
             response = httpx.post(url, json={"name": metric_name, "value": i}, timeout=30)
         except httpx.HTTPError:
             return None  # never acknowledged
-        return response.json()["id"] if response.status_code == 201 else None
+        if response.status_code != 201:
+            return None
+        first_acknowledged.set()
+        return str(response.json()["id"])
 
     with concurrent.futures.ThreadPoolExecutor(max_workers=16) as pool:
         futures = [pool.submit(write, i) for i in range(400)]
-        time.sleep(0.3)
+        # The signal comes while writes flow: after the first is acknowledged (a fixed delay was sometimes
+        # too short on a loaded machine, and the signal came before any write).
+        first_acknowledged.wait(timeout=30)
         os.kill(server.process.pid, signal.SIGTERM)
         acknowledged = [id_ for f in futures if (id_ := f.result()) is not None]
     server.process.wait(timeout=60)
