@@ -142,9 +142,11 @@ def build_components(backends: Backends, settings: Settings, stats: Stats) -> Co
         *MetricResource(metrics, limiter, settings).routes(),
         *(QueryResource(queries).routes() if queries is not None else []),
         *StatsResource(stats_service).routes(),
-        *(KeyResource(ApiKeyService(backends.keys, revocations=backends.revocations)).routes()
+        *(
+            KeyResource(ApiKeyService(backends.keys, revocations=backends.revocations)).routes()
             if backends.keys is not None
-            else []),
+            else []
+        ),
     ]
     router = Router([*routes, *OpenApiResource(routes).routes()])
     return Components(router, metrics, cache, limiter, stats_service)
