@@ -9,8 +9,8 @@ from urllib.parse import parse_qsl
 import orjson
 
 from telemetry_server.errors import MalformedJSON, PayloadTooLarge, RequestTimeout, UnsupportedMediaType
+from telemetry_server.http.json_shape import check_json_shape
 from telemetry_server.http.types import Receive, Scope
-from telemetry_server.models.json_shape import check_json_shape
 
 
 class Request:
