@@ -8,8 +8,8 @@ from telemetry_server.auth.keys import MAX_KEY_NAME_LENGTH
 from telemetry_server.auth.policy import required_role
 from telemetry_server.models.aggregation import AGGREGATE_PATH, AggregateFn
 from telemetry_server.models.metric import MAX_NAME_LENGTH, MAX_TAG_LENGTH, MAX_TAGS
-from telemetry_server.models.prompt_words import MAX_PROMPT_LENGTH
 from telemetry_server.models.value_range import VALUE_PARAMS
+from telemetry_server.prompt.words import MAX_PROMPT_LENGTH
 
 Schema = dict[str, Any]
 

@@ -9,7 +9,7 @@ from telemetry_server.http.request import Request
 from telemetry_server.http.responses import Response, json_response
 from telemetry_server.http.router import Route
 from telemetry_server.models.aggregation import AGGREGATE_PATH, parse_aggregate_query
-from telemetry_server.models.time_words import load_zone
+from telemetry_server.models.time_range import load_zone
 from telemetry_server.services.query_service import QueryService
 
 

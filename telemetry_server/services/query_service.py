@@ -32,8 +32,8 @@ from telemetry_server.models.aggregate_rows import Row
 from telemetry_server.models.aggregation import AGGREGATE_PATH, AggregateQuery, parse_aggregate_query
 from telemetry_server.models.cache_dependency import read_dependency
 from telemetry_server.models.metric_query import MetricQuery, parse_metric_query
-from telemetry_server.models.prompt import ParsedPrompt, PromptContext, parse_prompt
 from telemetry_server.ports import AggregationStore, MetricStore, OperatorUnsupported, QueryCache
+from telemetry_server.prompt.grammar import ParsedPrompt, PromptContext, parse_prompt
 from telemetry_server.services.rollup import rollup
 from telemetry_server.services.single_flight import SingleFlight
 from telemetry_server.services.telemetry_service import utc_now

@@ -11,7 +11,6 @@ from telemetry_server.errors import QueryTimedOut, QueryTooLarge, ValidationFail
 from telemetry_server.models.aggregate_rows import Point, Row
 from telemetry_server.models.aggregation import AggregateFn, AggregateQuery, Bucket, BucketUnit, parse_aggregate_query
 from telemetry_server.models.metric_query import parse_metric_query
-from telemetry_server.models.names import MatchKind, edit_distance, resolve_name
 from telemetry_server.ports import UNCACHEABLE, Lookup, OperatorUnsupported
 from telemetry_server.services.query_service import QueryService
 from telemetry_server.storage.mongo_aggregation import build_pipeline, required_operators
@@ -124,17 +123,6 @@ def test_pipeline_uses_typed_fields_and_escapes_tag_keys() -> None:
     assert required_operators(query) == {"$group", "$percentile", "$dateTrunc", "$unwind"}
     assert required_operators(AggregateQuery(fn=AggregateFn.MIN)) == {"$group", "$min"}
     assert required_operators(AggregateQuery(fn=AggregateFn.COUNT)) == {"$group", "$sum"}
-
-
-def test_names_resolve_exact_then_prefix_then_closest() -> None:
-    names = ("cpu.load", "cpu.idle", "latency.ms")
-    assert resolve_name("CPU.LOAD", names).kind is MatchKind.EXACT  # type: ignore[union-attr]
-    assert resolve_name("lat", names).name == "latency.ms"  # type: ignore[union-attr]
-    assert resolve_name("cpu", names).prefix == "cpu"  # type: ignore[union-attr]
-    assert resolve_name("cpu.lod", names).name == "cpu.load"  # type: ignore[union-attr]
-    assert resolve_name("banana", names) is None
-    assert edit_distance("todya", "today", 2) == 1
-    assert edit_distance("abc", "xyzabc", 2) == 3
 
 
 class FakeAggregations:

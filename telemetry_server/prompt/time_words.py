@@ -10,11 +10,10 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, time, timedelta, tzinfo
-from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
+from telemetry_server.models.time_range import UNIT_SECONDS, window_end
 from telemetry_server.models.timestamps import EARLIEST, truncate_to_millis
 
-UNIT_SECONDS = {"s": 1, "m": 60, "h": 3600, "d": 86_400, "w": 604_800}
 _UNIT_WORDS = {
     "s": ("s", "sec", "secs", "second", "seconds"),
     "m": ("m", "min", "mins", "minute", "minutes"),
@@ -24,7 +23,6 @@ _UNIT_WORDS = {
 }
 UNIT_OF_WORD = {word: unit for unit, words in _UNIT_WORDS.items() for word in words}
 UNIT_PATTERN = "|".join(sorted(UNIT_OF_WORD, key=len, reverse=True))
-_DURATION = re.compile(r"^(\d{1,6})([smhdw])$")
 _WEEKDAYS = ("monday", "tuesday", "wednesday", "thursday", "friday", "saturday", "sunday")
 _WEEKDAY_OF = {**{d: i for i, d in enumerate(_WEEKDAYS)}, **{d[:3]: i for i, d in enumerate(_WEEKDAYS)}}
 _WEEKDAY_OF.update({"tues": 1, "thur": 3, "thurs": 3})
@@ -35,7 +33,6 @@ _MONTH_OF = {
     **{m[:3]: i + 1 for i, m in enumerate(_MONTHS + _MONTHS_LATE)},
 }
 _MONTH_OF["sept"] = 9
-_LONGEST = timedelta(days=366 * 100)
 
 
 class TimePhraseError(ValueError):
@@ -47,31 +44,6 @@ class TimeWindow:
     start: datetime | None
     end: datetime | None
     phrase: str = ""
-
-
-def load_zone(key: str) -> ZoneInfo:
-    """An IANA zone by name (`Europe/Paris`); ValueError when there is none (read from the tz database)."""
-    if not key or len(key) > 64 or not all(c.isalnum() or c in "/_+-" for c in key):
-        raise ValueError(f"{key[:64]!r} is not an IANA time zone such as Europe/Paris")
-    try:
-        return ZoneInfo(key)
-    except (ZoneInfoNotFoundError, ValueError, OSError):
-        raise ValueError(f"{key!r} is not an IANA time zone such as Europe/Paris") from None
-
-
-def parse_duration(text: str) -> timedelta | None:
-    """`90s`, `15m`, `1h`, `7d`, `2w`; None when the text is not a duration."""
-    match = _DURATION.match(text)
-    if match is None or int(match.group(1)) == 0:
-        return None
-    delta = timedelta(seconds=int(match.group(1)) * UNIT_SECONDS[match.group(2)])
-    return delta if delta <= _LONGEST else None
-
-
-def window_end(now: datetime) -> datetime:
-    """`now` rounded up to the next whole second: the end of every relative window."""
-    floor = now.replace(microsecond=0)
-    return floor if floor == now else floor + timedelta(seconds=1)
 
 
 def relative_window(now: datetime, length: timedelta, phrase: str = "") -> TimeWindow:

@@ -13,7 +13,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from telemetry_server.errors import PromptNotUnderstood
-from telemetry_server.models.prompt import PromptContext, parse_prompt
+from telemetry_server.prompt.grammar import PromptContext, parse_prompt
 
 NOW = datetime(2026, 11, 27, 15, 30, 12, 345000, tzinfo=UTC)  # a Friday
 NAMES = (

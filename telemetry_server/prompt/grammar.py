@@ -28,8 +28,12 @@ from telemetry_server.models.aggregation import (
 )
 from telemetry_server.models.metric import check_tags
 from telemetry_server.models.metric_query import MetricQuery, SortOrder
-from telemetry_server.models.names import MatchKind, NameMatch, resolve_name, suggestions
-from telemetry_server.models.prompt_words import (
+from telemetry_server.models.timestamps import format_timestamp
+from telemetry_server.models.value_range import ValueRange
+from telemetry_server.prompt.names import MatchKind, NameMatch, resolve_name, suggestions
+from telemetry_server.prompt.time_phrases import CUT, extract_window
+from telemetry_server.prompt.time_words import UNIT_OF_WORD, UNIT_PATTERN, TimePhraseError, TimeWindow
+from telemetry_server.prompt.words import (
     FN_WORDS,
     GENERIC_GROUPS,
     LISTING_NOUNS,
@@ -40,10 +44,6 @@ from telemetry_server.models.prompt_words import (
     singular,
     tokenize,
 )
-from telemetry_server.models.time_phrases import CUT, extract_window
-from telemetry_server.models.time_words import UNIT_OF_WORD, UNIT_PATTERN, TimePhraseError, TimeWindow
-from telemetry_server.models.timestamps import format_timestamp
-from telemetry_server.models.value_range import ValueRange
 
 EXAMPLES = (
     "what are the top 5 events today",

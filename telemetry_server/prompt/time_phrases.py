@@ -5,18 +5,17 @@ from __future__ import annotations
 import re
 from datetime import datetime, timedelta, tzinfo
 
-from telemetry_server.models.time_words import (
+from telemetry_server.models.time_range import UNIT_SECONDS, window_end
+from telemetry_server.prompt.time_words import (
     DATE_PATTERN,
     UNIT_OF_WORD,
     UNIT_PATTERN,
-    UNIT_SECONDS,
     TimePhraseError,
     TimeWindow,
     calendar_window,
     day_start,
     relative_window,
     resolve_date,
-    window_end,
 )
 
 _PREP = r"(?:(?:in|over|during|for|within|from|of|on|at) )?(?:the )?"
