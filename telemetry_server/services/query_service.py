@@ -33,7 +33,9 @@ from telemetry_server.models.aggregation import AGGREGATE_PATH, AggregateQuery, 
 from telemetry_server.models.cache_dependency import read_dependency
 from telemetry_server.models.metric_query import MetricQuery, parse_metric_query
 from telemetry_server.ports import AggregationStore, MetricStore, OperatorUnsupported, QueryCache
-from telemetry_server.prompt.grammar import ParsedPrompt, PromptContext, parse_prompt
+from telemetry_server.prompt.grammar import parse_prompt
+from telemetry_server.prompt.model import ParsedPrompt, PromptContext
+from telemetry_server.prompt.rendering import equivalent, interpretation
 from telemetry_server.services.rollup import rollup
 from telemetry_server.services.single_flight import SingleFlight
 from telemetry_server.services.telemetry_service import utc_now
@@ -121,8 +123,8 @@ class QueryService:
             result, cached = await self._run(parsed.query)
         return {
             "prompt": prompt,
-            "interpretation": parsed.interpretation(tz),
-            "equivalent": parsed.equivalent(),
+            "interpretation": interpretation(parsed, tz),
+            "equivalent": equivalent(parsed),
             "results": result["rows"],
             "took_ms": _elapsed(started),
             "cached": cached,
