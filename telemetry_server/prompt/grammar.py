@@ -150,7 +150,7 @@ def parse_prompt(prompt: str, context: PromptContext) -> ParsedPrompt:
     try:
         reading.window, reading.text = extract_window(reading.text, context.now, ZoneInfo(context.tz))
     except TimePhraseError as exc:
-        raise not_understood(str(exc).split("'")[1] if "'" in str(exc) else prompt, str(exc)) from None
+        raise not_understood(exc.phrase, str(exc)) from None
     reading.cut(_COMPARISON, lambda m: _compare(reading, m), every=True)
     reading.cut(_PERCENTILE, lambda m: _percentile(reading, m), every=True)
     reading.cut(_COUNT, lambda m: reading.set_fn(AggregateFn.COUNT, m.group(0)))

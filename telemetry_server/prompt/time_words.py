@@ -38,6 +38,10 @@ _MONTH_OF["sept"] = 9
 class TimePhraseError(ValueError):
     """A time phrase was recognised but names no valid moment (e.g. `since february 30`)."""
 
+    def __init__(self, phrase: str, reason: str) -> None:
+        super().__init__(f"{phrase!r} {reason}")
+        self.phrase = phrase
+
 
 @dataclass(frozen=True, slots=True)
 class TimeWindow:
@@ -131,13 +135,13 @@ def _resolve_iso(text: str, zone: tzinfo) -> Moment:
     try:
         moment = datetime.fromisoformat(text.upper().replace(" ", "T"))
     except ValueError:
-        raise TimePhraseError(f"{text!r} is not a real date") from None
+        raise TimePhraseError(text, "is not a real date") from None
     whole_day = len(text) == 10
     if moment.tzinfo is None:
         moment = moment.replace(tzinfo=zone)
     moment = truncate_to_millis(moment.astimezone(UTC))
     if moment < EARLIEST:
-        raise TimePhraseError(f"{text!r} is before 1970")
+        raise TimePhraseError(text, "is before 1970")
     return Moment(moment, whole_day)
 
 
@@ -148,7 +152,7 @@ def _resolve_month_day(text: str, today: date) -> date:
     else:
         day_match = _DAY_MONTH.match(text)
         if day_match is None:
-            raise TimePhraseError(f"{text!r} is not a date")
+            raise TimePhraseError(text, "is not a date")
         day_text, month_name, year_text = day_match.groups()
     year = int(year_text) if year_text else today.year
     try:
@@ -156,7 +160,7 @@ def _resolve_month_day(text: str, today: date) -> date:
         if not year_text and day > today:  # `since march 3` in January means last March
             day = day.replace(year=year - 1)
     except ValueError:
-        raise TimePhraseError(f"{text!r} is not a real date") from None
+        raise TimePhraseError(text, "is not a real date") from None
     if day.year < 1970:
-        raise TimePhraseError(f"{text!r} is before 1970")
+        raise TimePhraseError(text, "is before 1970")
     return day

@@ -282,3 +282,16 @@ WORDS = st.sampled_from(GRAMMAR_WORDS.split(" "))
 def test_any_mix_of_grammar_words_is_a_query_or_a_422(prompt: str) -> None:
     with contextlib.suppress(PromptNotUnderstood):
         parse_prompt(prompt, CONTEXT)
+
+
+@pytest.mark.parametrize(
+    ("prompt", "part"),
+    [
+        ("count errors since february 30", "february 30"),
+        ("count errors between 2026-11-05 and 2026-11-01", "between 2026-11-05 and 2026-11-01"),
+    ],
+)
+def test_an_impossible_time_phrase_is_refused_naming_the_phrase(prompt: str, part: str) -> None:
+    with pytest.raises(PromptNotUnderstood) as refused:
+        parse_prompt(prompt, CONTEXT)
+    assert refused.value.part == part
