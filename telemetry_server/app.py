@@ -21,6 +21,7 @@ from telemetry_server.http.responses import send_response
 from telemetry_server.http.router import Router
 from telemetry_server.http.types import Receive, Scope, Send
 from telemetry_server.ports import AggregationStore, KeyStore, MetricStore, QueryCache
+from telemetry_server.prompt.plugin import load_prompt_plugin
 from telemetry_server.routes.health import HealthResource
 from telemetry_server.routes.keys import KeyResource
 from telemetry_server.routes.metrics import MetricResource
@@ -30,7 +31,7 @@ from telemetry_server.routes.stats import StatsResource
 from telemetry_server.services.key_service import ApiKeyService
 from telemetry_server.services.local_cache import LocalCache
 from telemetry_server.services.query_cache import TwoLevelCache
-from telemetry_server.services.query_service import QueryService, load_prompt_plugin
+from telemetry_server.services.query_service import QueryService
 from telemetry_server.services.rate_limit import RateLimiter, TokenSource
 from telemetry_server.services.stats import Stats
 from telemetry_server.services.stats_service import StatsBoard, StatsService
