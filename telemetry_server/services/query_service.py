@@ -76,6 +76,12 @@ class QueryService:
         self._names_flight: SingleFlight[tuple[str, ...]] = SingleFlight()
         self._names_refresh: asyncio.Task[None] | None = None
 
+    async def aclose(self) -> None:
+        """Close the prompt parser behind the rules, when it holds something to close (a connection pool)."""
+        close = getattr(self._plugin, "aclose", None)
+        if close is not None:
+            await close()
+
     async def aggregate(self, query: AggregateQuery) -> dict[str, Any]:
         """`{query, rows, took_ms, cached, stats}`."""
         started = time.perf_counter()
@@ -231,7 +237,7 @@ class QueryService:
             if isinstance(answer, str):
                 return query_from_url(answer, request.context)
             if answer is None or isinstance(answer, ParsedPrompt):
-                return answer if answer is None else replace(answer, parser="plugin")
+                return answer if answer is None or answer.parser != "rules" else replace(answer, parser="plugin")
             log.warning("QUERY_PARSER returned %s; using the rules", type(answer).__name__)
         except ValidationFailed as exc:
             log.warning("QUERY_PARSER gave an invalid query (%s); using the rules", exc.detail)
