@@ -15,9 +15,8 @@ from urllib.parse import parse_qsl, urlsplit
 from telemetry_server.errors import ConfigurationError, PromptNotUnderstood, ValidationFailed
 from telemetry_server.models.aggregation import AGGREGATE_PATH, parse_aggregate_query
 from telemetry_server.models.metric_query import parse_metric_query
+from telemetry_server.prompt.grammar import DEFAULT_LISTING_SIZE
 from telemetry_server.prompt.model import ParsedPrompt, PromptContext
-
-DEFAULT_LISTING_SIZE = 10
 
 
 @dataclass(frozen=True, slots=True)
