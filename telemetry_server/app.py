@@ -22,6 +22,7 @@ from telemetry_server.http.responses import send_response
 from telemetry_server.http.router import Router
 from telemetry_server.http.types import Receive, Scope, Send
 from telemetry_server.ports import AggregationStore, KeyStore, MetricStore, QueryCache
+from telemetry_server.prompt.plugin import PromptPlugin, load_prompt_plugin
 from telemetry_server.routes.health import HealthResource
 from telemetry_server.routes.keys import KeyResource
 from telemetry_server.routes.metrics import MetricResource
@@ -32,7 +33,7 @@ from telemetry_server.services.bulkhead import Bulkhead
 from telemetry_server.services.key_service import ApiKeyService, KeyRevocations
 from telemetry_server.services.local_cache import LocalCache
 from telemetry_server.services.metric_service import MetricService, WritePolicy
-from telemetry_server.services.query_service import QueryService, load_prompt_plugin
+from telemetry_server.services.query_service import QueryService
 from telemetry_server.services.rate_limit import RateLimiter, TokenSource
 from telemetry_server.services.stats_records import Stats
 from telemetry_server.services.stats_service import StatsBoard, StatsService
@@ -95,6 +96,20 @@ async def open_backends(settings: Settings, stats: Stats) -> Backends:
     )
 
 
+def open_prompt_parser(settings: Settings) -> PromptPlugin | None:
+    """The parser behind the prompt rules: a QUERY_PARSER plugin, the LLM parser, or none."""
+    if settings.query_llm_url is None or settings.query_llm_model is None:
+        return load_prompt_plugin(settings.query_parser)
+    from telemetry_server.services.llm_prompt_parser import LlmPromptParser  # httpx: imported only when used
+
+    return LlmPromptParser.connect(
+        settings.query_llm_url,
+        settings.query_llm_model,
+        settings.query_llm_timeout_ms / 1000,
+        settings.query_llm_api_key,
+    )
+
+
 @dataclass(slots=True)
 class Components:
     """What one worker runs, built from its backends in the lifespan."""
@@ -104,6 +119,7 @@ class Components:
     cache: TwoLevelCache
     limiter: RateLimiter
     stats_service: StatsService
+    queries: QueryService | None = None
 
 
 def build_components(backends: Backends, settings: Settings, stats: Stats) -> Components:
@@ -127,12 +143,11 @@ def build_components(backends: Backends, settings: Settings, stats: Stats) -> Co
     stats_service = StatsService(stats, backends.board)
     queries = None
     if backends.aggregations is not None:
-        plugin = load_prompt_plugin(settings.query_parser)
         queries = QueryService(
             backends.aggregations,
             backends.store,
             cache,
-            plugin=plugin,
+            plugin=open_prompt_parser(settings),
             max_limit=settings.max_page_size,
             concurrency=settings.query_concurrency,
             timeout_seconds=settings.query_timeout_ms / 1000,
@@ -149,7 +164,7 @@ def build_components(backends: Backends, settings: Settings, stats: Stats) -> Co
         ),
     ]
     router = Router([*routes, *OpenApiResource(routes).routes()])
-    return Components(router, metrics, cache, limiter, stats_service)
+    return Components(router, metrics, cache, limiter, stats_service, queries)
 
 
 class App:
@@ -217,6 +232,8 @@ class App:
             with contextlib.suppress(asyncio.CancelledError):
                 await task
         self._tasks.clear()
+        if self._components is not None and self._components.queries is not None:
+            await self._components.queries.aclose()
         if self._backends is not None:
             await self._backends.cache.aclose()
             await self._backends.store.aclose()

@@ -77,6 +77,10 @@ class Settings:
     listing_concurrency: int = 16
     query_timeout_ms: int = 5000
     query_parser: str | None = None
+    query_llm_url: str | None = None
+    query_llm_model: str | None = None
+    query_llm_timeout_ms: int = 5000
+    query_llm_api_key: str | None = field(default=None, repr=False)
 
     @property
     def database_name(self) -> str:
@@ -137,6 +141,10 @@ def load_settings(environ: Mapping[str, str]) -> Settings:
         listing_concurrency=env.integer("LISTING_CONCURRENCY", DEFAULTS.listing_concurrency, 1, 256),
         query_timeout_ms=env.integer("QUERY_TIMEOUT_MS", DEFAULTS.query_timeout_ms, 100, 600_000),
         query_parser=env.plugin("QUERY_PARSER"),
+        query_llm_url=env.uri("QUERY_LLM_URL", ("http", "https")),
+        query_llm_model=env.text("QUERY_LLM_MODEL", "") or None,
+        query_llm_timeout_ms=env.integer("QUERY_LLM_TIMEOUT_MS", DEFAULTS.query_llm_timeout_ms, 100, 600_000),
+        query_llm_api_key=env.text("QUERY_LLM_API_KEY", "") or None,
     )
     if settings.default_page_size > settings.max_page_size:
         raise ConfigurationError("DEFAULT_PAGE_SIZE", "must not exceed MAX_PAGE_SIZE")
@@ -151,6 +159,13 @@ def load_settings(environ: Mapping[str, str]) -> Settings:
         )
     if settings.environment.requires_auth and not settings.auth_enabled:
         raise ConfigurationError("AUTH_ENABLED", f"authentication cannot be turned off when ENVIRONMENT={environment}")
+    if settings.query_llm_url is not None:
+        if settings.query_parser is not None:
+            raise ConfigurationError(
+                "QUERY_LLM_URL", "cannot be combined with QUERY_PARSER: one parser backs up the rules"
+            )
+        if settings.query_llm_model is None:
+            raise ConfigurationError("QUERY_LLM_MODEL", "is required with QUERY_LLM_URL (the model the API serves)")
     if not settings.environment.allows_embedded_engines:
         for name, value in (("MONGO_URI", settings.mongo_uri), ("REDIS_URI", settings.redis_uri)):
             if value is None:

@@ -8,10 +8,10 @@ from datetime import datetime
 from typing import Protocol
 
 from telemetry_server.auth.keys import ApiKey
+from telemetry_server.models.aggregate_rows import Point, Row
 from telemetry_server.models.aggregation import AggregateQuery
 from telemetry_server.models.metric import Metric, MetricInput
 from telemetry_server.models.metric_query import MetricQuery
-from telemetry_server.models.rollup import Point, Row
 
 
 @dataclass(frozen=True, slots=True)

@@ -18,8 +18,8 @@ from telemetry_server.errors import (
     UnsupportedMediaType,
     excerpt,
 )
+from telemetry_server.http.json_shape import check_json_shape, nested_too_deep
 from telemetry_server.http.types import Receive, Scope
-from telemetry_server.models.json_shape import check_json_shape, nested_too_deep
 
 _GZIP = frozenset({b"gzip", b"x-gzip"})  # x-gzip: the old name, still to be read as gzip (RFC 9110, 8.4.1.3)
 _IDENTITY = b"identity"

@@ -15,7 +15,7 @@ from zoneinfo import ZoneInfo
 from telemetry_server.errors import FieldError, ValidationFailed
 from telemetry_server.models.metric import Fail, check_name, check_tags
 from telemetry_server.models.metric_query import SortOrder, collect_params, parse_time_param
-from telemetry_server.models.time_words import UNIT_SECONDS, load_zone, parse_duration, window_end
+from telemetry_server.models.time_range import UNIT_SECONDS, load_zone, parse_duration, window_end
 from telemetry_server.models.timestamps import EARLIEST, format_timestamp
 from telemetry_server.models.value_range import VALUE_PARAMS, ValueRange, parse_value_range
 

@@ -13,8 +13,7 @@ from telemetry_server.http.responses import Response, json_response
 from telemetry_server.http.router import Route
 from telemetry_server.models.aggregation import AGGREGATE_PATH, AggregateFn, parse_aggregate_query
 from telemetry_server.models.metric_query import collect_params
-from telemetry_server.models.prompt_words import MAX_PROMPT_LENGTH
-from telemetry_server.models.time_words import load_zone
+from telemetry_server.models.time_range import load_zone
 from telemetry_server.openapi import (
     FROM_PARAM,
     NAME_PARAM,
@@ -25,6 +24,7 @@ from telemetry_server.openapi import (
     json_content,
     text_param,
 )
+from telemetry_server.prompt.words import MAX_PROMPT_LENGTH
 from telemetry_server.services.query_service import QueryService
 
 _PROMPT_PARAMS = frozenset({"prompt", "tz"})

@@ -9,27 +9,33 @@ pipeline is not retried on every request. Results are cached under the query's n
 from __future__ import annotations
 
 import asyncio
-import importlib
 import inspect
 import logging
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable
 from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import Any
-from urllib.parse import parse_qsl, urlsplit
 
 import orjson
 
-from telemetry_server.errors import ConfigurationError, PromptNotUnderstood, QueryTooLarge, ValidationFailed
-from telemetry_server.models.aggregation import AGGREGATE_PATH, AggregateQuery, parse_aggregate_query
+from telemetry_server.errors import (
+    PromptNotUnderstood,
+    QueryTooLarge,
+    ValidationFailed,
+)
+from telemetry_server.models.aggregate_rows import Row
+from telemetry_server.models.aggregation import AggregateQuery
 from telemetry_server.models.cache_dependency import read_dependency
-from telemetry_server.models.metric_query import MetricQuery, parse_metric_query
-from telemetry_server.models.prompt import ParsedPrompt, PromptContext, parse_prompt
-from telemetry_server.models.rollup import Row, rollup
+from telemetry_server.models.metric_query import MetricQuery
 from telemetry_server.models.timestamps import utc_now
 from telemetry_server.ports import AggregationStore, MetricStore, OperatorUnsupported, QueryCache
+from telemetry_server.prompt.grammar import parse_prompt
+from telemetry_server.prompt.model import ParsedPrompt, PromptContext
+from telemetry_server.prompt.plugin import PromptPlugin, PromptRequest, query_from_url
+from telemetry_server.prompt.rendering import equivalent, interpretation
 from telemetry_server.services.bulkhead import Bulkhead, TimeBudget
+from telemetry_server.services.rollup import rollup
 from telemetry_server.services.single_flight import SingleFlight
 
 log = logging.getLogger("telemetry_server.query")
@@ -38,16 +44,6 @@ MAX_FALLBACK_POINTS = 200_000  # ~40 MB of points at worst: the most one request
 MAX_ROWS = 10_000
 NAMES_TTL_SECONDS = 5.0
 NAMES_RETRY_SECONDS = 1.0  # the soonest a prompt that was not understood may refresh the names
-
-
-@dataclass(frozen=True, slots=True)
-class PromptRequest:
-    """What a QUERY_PARSER plugin is given: the prompt, its context, and what the rules made of it."""
-
-    prompt: str
-    context: PromptContext
-    rules: ParsedPrompt | None
-    rules_error: PromptNotUnderstood | None
 
 
 @dataclass(frozen=True, slots=True)
@@ -78,25 +74,6 @@ class CachedAnswer:
 
 _ROWS_KEY = b'{"rows":'
 _STATS_KEY = b',"stats":'
-
-
-PluginResult = ParsedPrompt | str | None
-PromptPlugin = Callable[[PromptRequest], PluginResult | Awaitable[PluginResult]]
-
-
-def load_prompt_plugin(spec: str | None) -> PromptPlugin | None:
-    """`module:callable` → the callable; imported once at startup, never fetched from anywhere."""
-    if spec is None:
-        return None
-    module_name, _, attribute = spec.partition(":")
-    try:
-        plugin = getattr(importlib.import_module(module_name), attribute)
-    except (ImportError, AttributeError) as exc:
-        raise ConfigurationError("QUERY_PARSER", f"cannot load {spec!r}: {exc}") from None
-    if not callable(plugin):
-        raise ConfigurationError("QUERY_PARSER", f"{spec!r} is not callable")
-    loaded: PromptPlugin = plugin
-    return loaded
 
 
 class QueryService:
@@ -130,6 +107,12 @@ class QueryService:
         self._names_flight: SingleFlight[tuple[str, ...]] = SingleFlight()
         self._names_refresh: asyncio.Task[None] | None = None
 
+    async def aclose(self) -> None:
+        """Close the prompt parser behind the rules, when it holds something to close (a connection pool)."""
+        close = getattr(self._plugin, "aclose", None)
+        if close is not None:
+            await close()
+
     async def aggregate(self, query: AggregateQuery) -> dict[str, Any]:
         """`{query, rows, stats, took_ms, cached}`; rows and stats are the cached JSON, spliced in as it is."""
         started = time.perf_counter()
@@ -152,8 +135,8 @@ class QueryService:
             answer, cached = await self._run(parsed.query)
         return {
             "prompt": prompt,
-            "interpretation": parsed.interpretation(tz),
-            "equivalent": parsed.equivalent(),
+            "interpretation": interpretation(parsed, tz),
+            "equivalent": equivalent(parsed),
             "results": answer.rows,
             "took_ms": _elapsed(started),
             "cached": cached,
@@ -280,26 +263,15 @@ class QueryService:
             if inspect.isawaitable(answer):
                 answer = await answer
             if isinstance(answer, str):
-                return _from_url(answer, request.context)
+                return query_from_url(answer, request.context)
             if answer is None or isinstance(answer, ParsedPrompt):
-                return answer if answer is None else replace(answer, parser="plugin")
+                return answer if answer is None or answer.parser != "rules" else replace(answer, parser="plugin")
             log.warning("QUERY_PARSER returned %s; using the rules", type(answer).__name__)
         except ValidationFailed as exc:
             log.warning("QUERY_PARSER gave an invalid query (%s); using the rules", exc.detail)
         except Exception:
             log.exception("QUERY_PARSER failed; using the rules")
         return None
-
-
-def _from_url(url: str, context: PromptContext) -> ParsedPrompt:
-    """A plugin may answer with the equivalent URL: `/metrics/aggregate?...` or `/metrics?...`."""
-    parts = urlsplit(url)
-    params = parse_qsl(parts.query, keep_blank_values=True)
-    if parts.path == AGGREGATE_PATH:
-        return ParsedPrompt(parse_aggregate_query(params, context.now), parser="plugin")
-    if parts.path == "/metrics":
-        return ParsedPrompt(parse_metric_query(params, 10, context.max_limit), parser="plugin")
-    raise ValidationFailed([], detail=f"not a query URL: {url[:100]!r}")
 
 
 def _check_rows(rows: list[Row]) -> None:

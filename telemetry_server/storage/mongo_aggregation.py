@@ -9,9 +9,9 @@ from typing import Any
 from pymongo import AsyncMongoClient
 from pymongo.errors import OperationFailure
 
+from telemetry_server.models.aggregate_rows import Point, Row, rank_rows
 from telemetry_server.models.aggregation import AggregateFn, AggregateQuery
 from telemetry_server.models.metric_query import SortOrder
-from telemetry_server.models.rollup import Point, Row, rank_rows
 from telemetry_server.ports import OperatorUnsupported
 from telemetry_server.storage.mongo import Document, time_window, unavailable_when_unreachable, value_clause
 

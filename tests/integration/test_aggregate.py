@@ -15,8 +15,8 @@ import pytest
 from pymongo import AsyncMongoClient
 
 from telemetry_server.models.aggregation import parse_aggregate_query
-from telemetry_server.models.rollup import rollup
 from telemetry_server.ports import OperatorUnsupported
+from telemetry_server.services.rollup import rollup
 from telemetry_server.storage.mongo_aggregation import MongoAggregationStore
 
 T0 = datetime(2026, 1, 5, 10, 0, tzinfo=UTC)

@@ -1,20 +1,18 @@
-"""The structured parameters of GET /metrics/aggregate, the fallback computation, and the executor's paths."""
+"""The structured parameters of GET /metrics/aggregate and the executor's paths."""
 
 from __future__ import annotations
 
 import asyncio
 from datetime import UTC, datetime, timedelta
 from typing import Any
-from zoneinfo import ZoneInfo
 
 import orjson
 import pytest
 
 from telemetry_server.errors import QueryTimedOut, QueryTooLarge, ValidationFailed
+from telemetry_server.models.aggregate_rows import Point, Row
 from telemetry_server.models.aggregation import AggregateFn, AggregateQuery, Bucket, BucketUnit, parse_aggregate_query
 from telemetry_server.models.metric_query import parse_metric_query
-from telemetry_server.models.names import MatchKind, edit_distance, resolve_name
-from telemetry_server.models.rollup import Point, Row, bucket_start, nearest_rank, rollup
 from telemetry_server.ports import UNCACHEABLE, Lookup, OperatorUnsupported
 from telemetry_server.services.query_service import QueryService
 from telemetry_server.storage.mongo_aggregation import build_pipeline, required_operators
@@ -120,38 +118,6 @@ def test_the_listing_takes_value_bounds() -> None:
     assert parse_metric_query([("name", "disk.used")], 100, 1000).cache_key() != query.cache_key()
 
 
-@pytest.mark.parametrize(
-    ("percentile", "values", "expected"),
-    [(50, [1.0], 1.0), (50, [1.0, 2.0], 1.0), (50, [1.0, 2.0, 3.0], 2.0), (90, list(map(float, range(1, 11))), 9.0),
-     (95, list(map(float, range(1, 21))), 19.0), (99, list(map(float, range(1, 101))), 99.0),
-     (99, list(map(float, range(1, 102))), 100.0)],
-)  # fmt: skip
-def test_nearest_rank(percentile: int, values: list[float], expected: float) -> None:
-    assert nearest_rank(values, percentile) == expected
-
-
-def test_buckets_follow_the_local_wall_clock() -> None:
-    at = datetime(2026, 11, 27, 15, 44, 59, tzinfo=UTC)
-    assert bucket_start(at, Bucket(15, BucketUnit.MINUTE), UTC) == datetime(2026, 11, 27, 15, 30, tzinfo=UTC)
-    kolkata = bucket_start(at, Bucket(1, BucketUnit.HOUR), ZoneInfo("Asia/Kolkata"))
-    assert kolkata == datetime(2026, 11, 27, 15, 30, tzinfo=UTC)
-    paris_day = bucket_start(at, Bucket(1, BucketUnit.DAY), ZoneInfo("Europe/Paris"))
-    assert paris_day == datetime(2026, 11, 26, 23, 0, tzinfo=UTC)
-
-
-def test_rollup_groups_by_tag_value_and_ranks() -> None:
-    points = [
-        Point(NOW, 1.0, "a", ("host:x",)),
-        Point(NOW, 5.0, "a", ("host:y",)),
-        Point(NOW, 3.0, "a", ("host:x", "host:z")),
-        Point(NOW, 9.0, "a", ()),
-    ]
-    query = AggregateQuery(fn=AggregateFn.MAX, group_by="host", top=2)
-    assert rollup(points, query) == [Row(5.0, 1, None, "y"), Row(3.0, 2, None, "x")]
-    counted = rollup(points, AggregateQuery(fn=AggregateFn.COUNT))
-    assert counted == [Row(4, 4)]
-
-
 def test_pipeline_uses_typed_fields_and_escapes_tag_keys() -> None:
     query = AggregateQuery(fn=AggregateFn.P95, name_prefix="cpu.", group_by="a.b", bucket=Bucket(5, BucketUnit.MINUTE))
     pipeline = build_pipeline(query, 100)
@@ -160,17 +126,6 @@ def test_pipeline_uses_typed_fields_and_escapes_tag_keys() -> None:
     assert required_operators(query) == {"$group", "$percentile", "$dateTrunc", "$unwind"}
     assert required_operators(AggregateQuery(fn=AggregateFn.MIN)) == {"$group", "$min"}
     assert required_operators(AggregateQuery(fn=AggregateFn.COUNT)) == {"$group", "$sum"}
-
-
-def test_names_resolve_exact_then_prefix_then_closest() -> None:
-    names = ("cpu.load", "cpu.idle", "latency.ms")
-    assert resolve_name("CPU.LOAD", names).kind is MatchKind.EXACT  # type: ignore[union-attr]
-    assert resolve_name("lat", names).name == "latency.ms"  # type: ignore[union-attr]
-    assert resolve_name("cpu", names).prefix == "cpu"  # type: ignore[union-attr]
-    assert resolve_name("cpu.lod", names).name == "cpu.load"  # type: ignore[union-attr]
-    assert resolve_name("banana", names) is None
-    assert edit_distance("todya", "today", 2) == 1
-    assert edit_distance("abc", "xyzabc", 2) == 3
 
 
 class FakeAggregations:

@@ -262,3 +262,34 @@ def test_files_feed_load_settings(env_files: EnvFiles) -> None:
     settings = load_settings(read_environment(root, {"ENVIRONMENT": "prod"}))
 
     assert (settings.environment, settings.workers, settings.mongo_uri) == (Environment.PROD, 3, "mongodb://db")
+
+
+LLM = {"QUERY_LLM_URL": "http://127.0.0.1:8081/v1", "QUERY_LLM_MODEL": "smollm2"}
+
+
+def test_the_llm_parser_is_configured_by_url_model_timeout_and_key() -> None:
+    settings = load_settings({**LLM, "QUERY_LLM_TIMEOUT_MS": "20000", "QUERY_LLM_API_KEY": "sk-secret"})
+
+    assert settings.query_llm_url == "http://127.0.0.1:8081/v1"
+    assert settings.query_llm_model == "smollm2"
+    assert settings.query_llm_timeout_ms == 20_000
+    assert settings.query_llm_api_key == "sk-secret"
+    assert "sk-secret" not in repr(settings)
+    assert load_settings({}).query_llm_url is None
+
+
+@pytest.mark.parametrize(
+    ("environ", "variable"),
+    [
+        ({**LLM, "QUERY_LLM_URL": "ftp://models/v1"}, "QUERY_LLM_URL"),
+        ({**LLM, "QUERY_LLM_URL": "http:///v1"}, "QUERY_LLM_URL"),
+        ({**LLM, "QUERY_LLM_TIMEOUT_MS": "10"}, "QUERY_LLM_TIMEOUT_MS"),
+        ({"QUERY_LLM_URL": LLM["QUERY_LLM_URL"]}, "QUERY_LLM_MODEL"),
+        ({**LLM, "QUERY_PARSER": "mypackage.prompts:parse"}, "QUERY_LLM_URL"),
+    ],
+)
+def test_a_bad_llm_setting_names_its_variable(environ: dict[str, str], variable: str) -> None:
+    with pytest.raises(ConfigurationError) as caught:
+        load_settings(environ)
+
+    assert caught.value.variable == variable

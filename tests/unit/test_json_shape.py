@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from telemetry_server.errors import ValidationFailed
-from telemetry_server.models.json_shape import check_json_shape
+from telemetry_server.http.json_shape import check_json_shape
 
 
 @pytest.mark.parametrize(

@@ -5,8 +5,8 @@ from __future__ import annotations
 import re
 from collections.abc import Iterable
 
-from telemetry_server.models.names import edit_distance
-from telemetry_server.models.time_words import UNIT_OF_WORD
+from telemetry_server.prompt.names import edit_distance
+from telemetry_server.prompt.time_words import UNIT_OF_WORD
 
 MAX_PROMPT_LENGTH = 500
 _EDGE_PUNCTUATION = "?!,;\"'`()[]{}\u201c\u201d\u2018\u2019"

@@ -10,9 +10,6 @@ from __future__ import annotations
 import re
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
-from datetime import datetime
-from typing import Any
-from urllib.parse import urlencode
 from zoneinfo import ZoneInfo
 
 from telemetry_server.errors import PromptNotUnderstood
@@ -27,8 +24,12 @@ from telemetry_server.models.aggregation import (
 )
 from telemetry_server.models.metric import check_tags
 from telemetry_server.models.metric_query import MetricQuery, SortOrder
-from telemetry_server.models.names import MatchKind, NameMatch, resolve_name, suggestions
-from telemetry_server.models.prompt_words import (
+from telemetry_server.models.value_range import ValueRange
+from telemetry_server.prompt.model import ParsedPrompt, PromptContext
+from telemetry_server.prompt.names import MatchKind, NameMatch, resolve_name, suggestions
+from telemetry_server.prompt.time_phrases import CUT, extract_window
+from telemetry_server.prompt.time_words import UNIT_OF_WORD, UNIT_PATTERN, TimePhraseError, TimeWindow
+from telemetry_server.prompt.words import (
     FN_WORDS,
     GENERIC_GROUPS,
     LISTING_NOUNS,
@@ -39,10 +40,6 @@ from telemetry_server.models.prompt_words import (
     singular,
     tokenize,
 )
-from telemetry_server.models.time_phrases import CUT, extract_window
-from telemetry_server.models.time_words import UNIT_OF_WORD, UNIT_PATTERN, TimePhraseError, TimeWindow
-from telemetry_server.models.timestamps import format_timestamp
-from telemetry_server.models.value_range import ValueRange
 
 EXAMPLES = (
     "what are the top 5 events today",
@@ -96,62 +93,6 @@ _LISTING = re.compile(
 )
 _OLDEST = {"first", "oldest", "earliest"}
 _NAME_GROUPS = {"name", "names", "metric", "metrics"}
-
-
-@dataclass(frozen=True, slots=True)
-class PromptContext:
-    now: datetime
-    tz: str = "UTC"
-    names: tuple[str, ...] = ()
-    max_limit: int = 1000
-
-
-@dataclass(frozen=True, slots=True)
-class ParsedPrompt:
-    """A prompt's query and how it was read: the name match, time phrase, typo corrections, defaults."""
-
-    query: AggregateQuery | MetricQuery
-    name: NameMatch | None = None
-    window: TimeWindow | None = None
-    corrections: tuple[tuple[str, str], ...] = ()
-    defaults: tuple[str, ...] = ()
-    parser: str = "rules"
-
-    @property
-    def kind(self) -> str:
-        return "listing" if isinstance(self.query, MetricQuery) else "aggregate"
-
-    def equivalent(self) -> str:
-        if isinstance(self.query, MetricQuery):
-            return f"/metrics?{urlencode(self.query.to_params())}"
-        return self.query.url()
-
-    def interpretation(self, tz: str) -> dict[str, Any]:
-        query = self.query.to_json() if isinstance(self.query, AggregateQuery) else listing_json(self.query)
-        time = None
-        if self.window is not None:
-            time = {"phrase": self.window.phrase, "from": query["from"], "to": query["to"], "tz": tz}
-        return {
-            "kind": self.kind,
-            "parser": self.parser,
-            "query": query,
-            "name": self.name.to_json() if self.name else None,
-            "time": time,
-            "corrections": [{"typed": typed, "read_as": read} for typed, read in self.corrections],
-            "defaults": list(self.defaults),
-        }
-
-
-def listing_json(query: MetricQuery) -> dict[str, Any]:
-    return {
-        "name": query.name,
-        "tags": list(query.tags),
-        "from": format_timestamp(query.start) if query.start else None,
-        "to": format_timestamp(query.end) if query.end else None,
-        "value": query.values.to_json(),
-        "limit": query.limit,
-        "sort": query.order.value,
-    }
 
 
 def not_understood(part: str, reason: str) -> PromptNotUnderstood:
@@ -208,7 +149,7 @@ def parse_prompt(prompt: str, context: PromptContext) -> ParsedPrompt:
     try:
         reading.window, reading.text = extract_window(reading.text, context.now, ZoneInfo(context.tz))
     except TimePhraseError as exc:
-        raise not_understood(str(exc).split("'")[1] if "'" in str(exc) else prompt, str(exc)) from None
+        raise not_understood(exc.phrase, str(exc)) from None
     reading.cut(_COMPARISON, lambda m: _compare(reading, m), every=True)
     reading.cut(_PERCENTILE, lambda m: _percentile(reading, m), every=True)
     reading.cut(_COUNT, lambda m: reading.set_fn(AggregateFn.COUNT, m.group(0)))

@@ -10,11 +10,10 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, time, timedelta, tzinfo
-from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
+from telemetry_server.models.time_range import UNIT_SECONDS, window_end
 from telemetry_server.models.timestamps import EARLIEST, truncate_to_millis
 
-UNIT_SECONDS = {"s": 1, "m": 60, "h": 3600, "d": 86_400, "w": 604_800}
 _UNIT_WORDS = {
     "s": ("s", "sec", "secs", "second", "seconds"),
     "m": ("m", "min", "mins", "minute", "minutes"),
@@ -24,7 +23,6 @@ _UNIT_WORDS = {
 }
 UNIT_OF_WORD = {word: unit for unit, words in _UNIT_WORDS.items() for word in words}
 UNIT_PATTERN = "|".join(sorted(UNIT_OF_WORD, key=len, reverse=True))
-_DURATION = re.compile(r"^(\d{1,6})([smhdw])$")
 _WEEKDAYS = ("monday", "tuesday", "wednesday", "thursday", "friday", "saturday", "sunday")
 _WEEKDAY_OF = {**{d: i for i, d in enumerate(_WEEKDAYS)}, **{d[:3]: i for i, d in enumerate(_WEEKDAYS)}}
 _WEEKDAY_OF.update({"tues": 1, "thur": 3, "thurs": 3})
@@ -35,11 +33,14 @@ _MONTH_OF = {
     **{m[:3]: i + 1 for i, m in enumerate(_MONTHS + _MONTHS_LATE)},
 }
 _MONTH_OF["sept"] = 9
-_LONGEST = timedelta(days=366 * 100)
 
 
 class TimePhraseError(ValueError):
     """A time phrase was recognised but names no valid moment (e.g. `since february 30`)."""
+
+    def __init__(self, phrase: str, reason: str) -> None:
+        super().__init__(f"{phrase!r} {reason}")
+        self.phrase = phrase
 
 
 @dataclass(frozen=True, slots=True)
@@ -47,31 +48,6 @@ class TimeWindow:
     start: datetime | None
     end: datetime | None
     phrase: str = ""
-
-
-def load_zone(key: str) -> ZoneInfo:
-    """An IANA zone by name (`Europe/Paris`); ValueError when there is none (read from the tz database)."""
-    if not key or len(key) > 64 or not all(c.isalnum() or c in "/_+-" for c in key):
-        raise ValueError(f"{key[:64]!r} is not an IANA time zone such as Europe/Paris")
-    try:
-        return ZoneInfo(key)
-    except (ZoneInfoNotFoundError, ValueError, OSError):
-        raise ValueError(f"{key!r} is not an IANA time zone such as Europe/Paris") from None
-
-
-def parse_duration(text: str) -> timedelta | None:
-    """`90s`, `15m`, `1h`, `7d`, `2w`; None when the text is not a duration."""
-    match = _DURATION.match(text)
-    if match is None or int(match.group(1)) == 0:
-        return None
-    delta = timedelta(seconds=int(match.group(1)) * UNIT_SECONDS[match.group(2)])
-    return delta if delta <= _LONGEST else None
-
-
-def window_end(now: datetime) -> datetime:
-    """`now` rounded up to the next whole second: the end of every relative window."""
-    floor = now.replace(microsecond=0)
-    return floor if floor == now else floor + timedelta(seconds=1)
 
 
 def relative_window(now: datetime, length: timedelta, phrase: str = "") -> TimeWindow:
@@ -159,13 +135,13 @@ def _resolve_iso(text: str, zone: tzinfo) -> Moment:
     try:
         moment = datetime.fromisoformat(text.upper().replace(" ", "T"))
     except ValueError:
-        raise TimePhraseError(f"{text!r} is not a real date") from None
+        raise TimePhraseError(text, "is not a real date") from None
     whole_day = len(text) == 10
     if moment.tzinfo is None:
         moment = moment.replace(tzinfo=zone)
     moment = truncate_to_millis(moment.astimezone(UTC))
     if moment < EARLIEST:
-        raise TimePhraseError(f"{text!r} is before 1970")
+        raise TimePhraseError(text, "is before 1970")
     return Moment(moment, whole_day)
 
 
@@ -176,7 +152,7 @@ def _resolve_month_day(text: str, today: date) -> date:
     else:
         day_match = _DAY_MONTH.match(text)
         if day_match is None:
-            raise TimePhraseError(f"{text!r} is not a date")
+            raise TimePhraseError(text, "is not a date")
         day_text, month_name, year_text = day_match.groups()
     year = int(year_text) if year_text else today.year
     try:
@@ -184,7 +160,7 @@ def _resolve_month_day(text: str, today: date) -> date:
         if not year_text and day > today:  # `since march 3` in January means last March
             day = day.replace(year=year - 1)
     except ValueError:
-        raise TimePhraseError(f"{text!r} is not a real date") from None
+        raise TimePhraseError(text, "is not a real date") from None
     if day.year < 1970:
-        raise TimePhraseError(f"{text!r} is before 1970")
+        raise TimePhraseError(text, "is before 1970")
     return day

@@ -5,18 +5,17 @@ from __future__ import annotations
 import re
 from datetime import datetime, timedelta, tzinfo
 
-from telemetry_server.models.time_words import (
+from telemetry_server.models.time_range import UNIT_SECONDS, window_end
+from telemetry_server.prompt.time_words import (
     DATE_PATTERN,
     UNIT_OF_WORD,
     UNIT_PATTERN,
-    UNIT_SECONDS,
     TimePhraseError,
     TimeWindow,
     calendar_window,
     day_start,
     relative_window,
     resolve_date,
-    window_end,
 )
 
 _PREP = r"(?:(?:in|over|during|for|within|from|of|on|at) )?(?:the )?"
@@ -53,20 +52,20 @@ def _resolve(pattern: re.Pattern[str], match: re.Match[str], now: datetime, zone
         unit = match.group("unit")
         seconds = _MONTH_DAYS * 86_400 if unit.startswith("month") else UNIT_SECONDS[UNIT_OF_WORD[unit]]
         if number == 0:
-            raise TimePhraseError(f"{phrase!r} is an empty window")
+            raise TimePhraseError(phrase, "is an empty window")
         return relative_window(now, timedelta(seconds=min(number * seconds, 100 * 366 * 86_400)), phrase)
     start = resolve_date(match.group("a"), now, zone)
     if pattern is _SINCE:
         return TimeWindow(start.at, window_end(now), phrase)
     if pattern is _ON:
         if not start.whole_day:
-            raise TimePhraseError(f"{phrase!r} names a moment, not a day")
+            raise TimePhraseError(phrase, "names a moment, not a day")
         local_day = start.at.astimezone(zone).date()
         return TimeWindow(start.at, day_start(local_day + timedelta(days=1), zone), phrase)
     end = resolve_date(match.group("b"), now, zone)
     until = day_start(end.at.astimezone(zone).date() + timedelta(days=1), zone) if end.whole_day else end.at
     if start.at >= until:
-        raise TimePhraseError(f"{phrase!r} ends before it starts")
+        raise TimePhraseError(phrase, "ends before it starts")
     return TimeWindow(start.at, until, phrase)
 
 

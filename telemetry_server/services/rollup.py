@@ -1,4 +1,4 @@
-"""Aggregation computed in Python: the fallback path when the engine lacks an operator, and its rows.
+"""Aggregation computed in Python: the query executor's fallback path when the engine lacks an operator.
 
 Percentiles are exact, by the nearest-rank method: the p-th percentile of n sorted values is the value at
 1-based rank ceil(p/100 * n). It is always one of the values seen, and it is what SecantusDB's
@@ -10,39 +10,9 @@ from __future__ import annotations
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, tzinfo
-from typing import Any
 
+from telemetry_server.models.aggregate_rows import Point, Row, rank_rows
 from telemetry_server.models.aggregation import AggregateFn, AggregateQuery, Bucket, BucketUnit
-from telemetry_server.models.metric_query import SortOrder
-from telemetry_server.models.timestamps import format_timestamp
-
-
-@dataclass(frozen=True, slots=True)
-class Point:
-    """One reading as the fallback fetches it: only the fields a query needs."""
-
-    timestamp: datetime
-    value: float
-    name: str = ""
-    tags: tuple[str, ...] = ()
-
-
-@dataclass(frozen=True, slots=True)
-class Row:
-    value: float | int | None
-    count: int
-    bucket: datetime | None = None
-    group: str | None = None
-
-    def to_json(self) -> dict[str, Any]:
-        out: dict[str, Any] = {}
-        if self.bucket is not None:
-            out["bucket"] = format_timestamp(self.bucket)
-        if self.group is not None:
-            out["group"] = self.group
-        out["value"] = self.value
-        out["count"] = self.count
-        return out
 
 
 def nearest_rank(ordered: list[float], percentile: int) -> float:
@@ -114,15 +84,3 @@ def rollup(points: Iterable[Point], query: AggregateQuery) -> list[Row]:
             groups.setdefault((start, key), _Accumulator()).add(point.value, keep)
     rows = [Row(acc.result(query.fn), acc.count, start, key) for (start, key), acc in groups.items()]
     return rank_rows(rows, query)
-
-
-def rank_rows(rows: list[Row], query: AggregateQuery) -> list[Row]:
-    """Top-k by value (ties by group), or chronological then by group; counts are whole numbers."""
-    if query.fn is AggregateFn.COUNT:
-        rows = [Row(row.count, row.count, row.bucket, row.group) for row in rows]
-    if query.top is not None:
-        descending = query.order is SortOrder.DESC
-        rows.sort(key=lambda row: row.group or "")
-        rows.sort(key=lambda row: row.value or 0.0, reverse=descending)
-        return rows[: query.top]
-    return sorted(rows, key=lambda row: (row.bucket or datetime.min.replace(tzinfo=UTC), row.group or ""))

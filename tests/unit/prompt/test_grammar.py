@@ -13,7 +13,9 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from telemetry_server.errors import PromptNotUnderstood
-from telemetry_server.models.prompt import PromptContext, parse_prompt
+from telemetry_server.prompt.grammar import parse_prompt
+from telemetry_server.prompt.model import PromptContext
+from telemetry_server.prompt.rendering import equivalent, interpretation
 
 NOW = datetime(2026, 11, 27, 15, 30, 12, 345000, tzinfo=UTC)  # a Friday
 NAMES = (
@@ -213,7 +215,7 @@ def params_of(url: str) -> tuple[str, list[tuple[str, str]]]:
 
 @pytest.mark.parametrize(("prompt", "expected"), [c for c in CORPUS if c[1] is not None])
 def test_prompt_means(prompt: str, expected: str) -> None:
-    assert params_of(parse_prompt(prompt, CONTEXT).equivalent()) == params_of(expected)
+    assert params_of(equivalent(parse_prompt(prompt, CONTEXT))) == params_of(expected)
 
 
 @pytest.mark.parametrize("prompt", REJECTED + [c[0] for c in CORPUS if c[1] is None])
@@ -231,15 +233,15 @@ def test_the_corpus_is_large_enough() -> None:
 
 def test_the_interpretation_shows_matches_corrections_and_defaults() -> None:
     parsed = parse_prompt("averge cpu.lod per hour yesterdy", CONTEXT)
-    interpretation = parsed.interpretation("UTC")
-    assert interpretation["name"] == {"text": "cpu.lod", "match": "closest", "name": "cpu.load", "distance": 1}
-    assert interpretation["corrections"] == [
+    shown = interpretation(parsed, "UTC")
+    assert shown["name"] == {"text": "cpu.lod", "match": "closest", "name": "cpu.load", "distance": 1}
+    assert shown["corrections"] == [
         {"typed": "averge", "read_as": "average"},
         {"typed": "yesterdy", "read_as": "yesterday"},
     ]
-    assert interpretation["time"]["phrase"] == "yesterday"
-    assert parse_prompt("cpu.load per hour", CONTEXT).interpretation("UTC")["defaults"] == ["fn=avg"]
-    prefix = parse_prompt("average cpu", CONTEXT).interpretation("UTC")["name"]
+    assert shown["time"]["phrase"] == "yesterday"
+    assert interpretation(parse_prompt("cpu.load per hour", CONTEXT), "UTC")["defaults"] == ["fn=avg"]
+    prefix = interpretation(parse_prompt("average cpu", CONTEXT), "UTC")["name"]
     assert prefix == {"text": "cpu", "match": "prefix", "name_prefix": "cpu", "names_matched": 2}
 
 
@@ -249,7 +251,7 @@ TOKYO_TODAY = [("from", "2026-11-27T15:00:00.000Z"), ("to", "2026-11-28T15:00:00
 def test_time_words_follow_the_zone() -> None:
     tokyo = PromptContext(NOW, "Asia/Tokyo", NAMES)  # 00:30 on Saturday the 28th in Tokyo
     parsed = parse_prompt("count errors today", tokyo)
-    assert params_of(parsed.equivalent())[1] == sorted(
+    assert params_of(equivalent(parsed))[1] == sorted(
         [("fn", "count"), ("name", "errors"), ("tz", "Asia/Tokyo"), *TOKYO_TODAY]
     )
 
@@ -280,3 +282,16 @@ WORDS = st.sampled_from(GRAMMAR_WORDS.split(" "))
 def test_any_mix_of_grammar_words_is_a_query_or_a_422(prompt: str) -> None:
     with contextlib.suppress(PromptNotUnderstood):
         parse_prompt(prompt, CONTEXT)
+
+
+@pytest.mark.parametrize(
+    ("prompt", "part"),
+    [
+        ("count errors since february 30", "february 30"),
+        ("count errors between 2026-11-05 and 2026-11-01", "between 2026-11-05 and 2026-11-01"),
+    ],
+)
+def test_an_impossible_time_phrase_is_refused_naming_the_phrase(prompt: str, part: str) -> None:
+    with pytest.raises(PromptNotUnderstood) as refused:
+        parse_prompt(prompt, CONTEXT)
+    assert refused.value.part == part
