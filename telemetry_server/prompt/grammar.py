@@ -27,7 +27,7 @@ from telemetry_server.models.metric import check_tags
 from telemetry_server.models.metric_query import MetricQuery, SortOrder
 from telemetry_server.models.value_range import ValueRange
 from telemetry_server.prompt.model import ParsedPrompt, PromptContext
-from telemetry_server.prompt.names import MatchKind, NameMatch, resolve_name, suggestions
+from telemetry_server.prompt.names import MatchKind, NameIndex, NameMatch, resolve_name
 from telemetry_server.prompt.time_phrases import CUT, extract_window
 from telemetry_server.prompt.time_words import UNIT_OF_WORD, UNIT_PATTERN, TimePhraseError, TimeWindow
 from telemetry_server.prompt.words import (
@@ -37,7 +37,6 @@ from telemetry_server.prompt.words import (
     MAX_PROMPT_LENGTH,
     STOPWORDS,
     correct_typos,
-    name_words,
     singular,
     tokenize,
 )
@@ -141,12 +140,11 @@ def parse_prompt(prompt: str, context: PromptContext) -> ParsedPrompt:
     """The query a prompt asks for; PromptNotUnderstood names the part that matched no rule."""
     if len(prompt) > MAX_PROMPT_LENGTH:
         raise not_understood(prompt[:40] + "...", f"a prompt holds at most {MAX_PROMPT_LENGTH} characters")
-    known = name_words(context.names)
-    tokens, corrections = correct_typos(tokenize(prompt), known)
+    tokens, corrections = correct_typos(tokenize(prompt), context.index.words)
     if not tokens:
         raise not_understood("", "the prompt is empty")
     reading = _Reading(f" {' '.join(tokens)} ")
-    _extract_tags(reading, {n.lower() for n in context.names})
+    _extract_tags(reading, context.index.lower_names)
     try:
         reading.window, reading.text = extract_window(reading.text, context.now, ZoneInfo(context.tz))
     except TimePhraseError as exc:
@@ -174,7 +172,7 @@ _TAG_PHRASE = re.compile(
 )
 
 
-def _extract_tags(reading: _Reading, lower_names: set[str]) -> None:
+def _extract_tags(reading: _Reading, lower_names: frozenset[str]) -> None:
     def said_in_words(match: re.Match[str]) -> str:
         reading.tags.append(f"{match.group('key').lower()}:{match.group('value')}")
         return ""
@@ -275,11 +273,11 @@ def _leftover_name(reading: _Reading) -> str | None:
 def _build(
     reading: _Reading, name_text: str | None, context: PromptContext, corrections: tuple[tuple[str, str], ...]
 ) -> ParsedPrompt:
-    match = _resolve(name_text, context.names) if name_text else None
+    match = _resolve(name_text, context.index) if name_text else None
     defaults: list[str] = []
     group_by, prefix = reading.group_by, None
     if reading.top_noun is not None:
-        group_by, prefix = _top_group(reading.top_noun, match, context.names)
+        group_by, prefix = _top_group(reading.top_noun, match, context.index)
     name = match.name if match else None
     prefix = prefix or (match.prefix if match else None)
     window = reading.window or TimeWindow(None, None)
@@ -325,29 +323,28 @@ def _build(
     return ParsedPrompt(query, match, reading.window, corrections, tuple(defaults))
 
 
-def _resolve(text: str, names: tuple[str, ...]) -> NameMatch:
+def _resolve(text: str, index: NameIndex) -> NameMatch:
     candidates = [text]
     if " " in text:
         candidates += [text.replace(" ", joiner) for joiner in (".", "_", "-", "")]
     for candidate in candidates:
-        match = resolve_name(candidate, names)
+        match = resolve_name(candidate, index)
         if match is not None and (" " not in text or match.kind is not MatchKind.CLOSEST):
             return match if candidate == text else replace(match, text=text)
     if " " in text:
         raise not_understood(text, "these words match no rule and no metric name")
-    near = suggestions(text, names)
+    near = index.suggestions(text)
     hint = f"; the closest names are {', '.join(near)}" if near else "; no metrics are stored yet"
     raise not_understood(text, f"no metric name matches it{hint}")
 
 
-def _top_group(noun: str, match: NameMatch | None, names: tuple[str, ...]) -> tuple[str, str | None]:
+def _top_group(noun: str, match: NameMatch | None, index: NameIndex) -> tuple[str, str | None]:
     """`top 5 events`: names starting with `events` ranked by name; `top 3 hosts`: the tag key `host`."""
     if match is None:
         for candidate in (noun, singular(noun)):
-            lower = candidate.lower()
-            starting = sorted(n for n in names if n.lower().startswith(lower))
-            if starting:
-                return "name", starting[0][: len(candidate)]
+            first, _ = index.starting_with(candidate.lower())
+            if first is not None:
+                return "name", first[: len(candidate)]
     if noun in GENERIC_GROUPS or noun in _NAME_GROUPS:
         return "name", None
     return singular(noun), None
