@@ -15,6 +15,7 @@ from zoneinfo import ZoneInfo
 from telemetry_server.errors import PromptNotUnderstood
 from telemetry_server.models.aggregation import (
     BUCKET_SIZES,
+    MAX_TOP,
     AggregateFn,
     AggregateQuery,
     Bucket,
@@ -158,7 +159,7 @@ def parse_prompt(prompt: str, context: PromptContext) -> ParsedPrompt:
     if reading.top is not None:
         reading.cut(_ORDER, lambda m: _order(reading, m.group("w")), every=True)
     reading.cut(_BUCKET, lambda m: _bucket(reading, m))
-    reading.cut(_GROUP, lambda m: _group(reading, m), every=True)
+    reading.cut(_GROUP, lambda m: _group(reading, m, context.index.lower_names), every=True)
     reading.cut(_LISTING, lambda m: _listing(reading, m))
     name_text = _leftover_name(reading)
     return _build(reading, name_text, context, tuple(corrections))
@@ -219,8 +220,8 @@ def _top(reading: _Reading, match: re.Match[str]) -> None:
     groups = match.groupdict()
     word = groups.get("dir") or groups.get("w") or "top"
     reading.order = Order.ASC if word in _ASCENDING else Order.DESC
-    if reading.top == 0:
-        raise not_understood(match.group(0), "top-k needs k of at least 1")
+    if not 1 <= reading.top <= MAX_TOP:
+        raise not_understood(match.group(0), f"top-k needs k from 1 to {MAX_TOP}")
 
 
 def _order(reading: _Reading, word: str) -> None:
@@ -240,10 +241,12 @@ def _bucket(reading: _Reading, match: re.Match[str]) -> None:
     reading.bucket = Bucket(size, BucketUnit(unit))
 
 
-def _group(reading: _Reading, match: re.Match[str]) -> bool:
+def _group(reading: _Reading, match: re.Match[str], lower_names: frozenset[str]) -> bool:
     key = match.group("key")
     if key in FN_WORDS or key in STOPWORDS:
         return False  # `by average`: the function, read later
+    if key in lower_names:
+        return False  # `count by cpu.load`, `top 3 hosts by cpu.load`: the metric, not a tag key
     if reading.group_by is not None:
         raise not_understood(match.group(0), f"already grouped by {reading.group_by}: group by one key")
     reading.group_by = "name" if key in _NAME_GROUPS else singular(key)
@@ -278,6 +281,9 @@ def _build(
     group_by, prefix = reading.group_by, None
     if reading.top_noun is not None:
         group_by, prefix = _top_group(reading.top_noun, match, context.index)
+        if reading.group_by is not None and reading.group_by != group_by:
+            reason = f"top {reading.top_noun} groups by {group_by} already: name a metric after `by`"
+            raise not_understood(f"by {reading.group_by}", reason)
     name = match.name if match else None
     prefix = prefix or (match.prefix if match else None)
     window = reading.window or TimeWindow(None, None)
