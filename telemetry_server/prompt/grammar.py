@@ -15,6 +15,7 @@ from zoneinfo import ZoneInfo
 from telemetry_server.errors import PromptNotUnderstood
 from telemetry_server.models.aggregation import (
     BUCKET_SIZES,
+    MAX_TOP,
     AggregateFn,
     AggregateQuery,
     Bucket,
@@ -26,7 +27,7 @@ from telemetry_server.models.metric import check_tags
 from telemetry_server.models.metric_query import MetricQuery, SortOrder
 from telemetry_server.models.value_range import ValueRange
 from telemetry_server.prompt.model import ParsedPrompt, PromptContext
-from telemetry_server.prompt.names import MatchKind, NameMatch, resolve_name, suggestions
+from telemetry_server.prompt.names import MatchKind, NameIndex, NameMatch, resolve_name
 from telemetry_server.prompt.time_phrases import CUT, extract_window
 from telemetry_server.prompt.time_words import UNIT_OF_WORD, UNIT_PATTERN, TimePhraseError, TimeWindow
 from telemetry_server.prompt.words import (
@@ -36,7 +37,6 @@ from telemetry_server.prompt.words import (
     MAX_PROMPT_LENGTH,
     STOPWORDS,
     correct_typos,
-    name_words,
     singular,
     tokenize,
 )
@@ -140,12 +140,11 @@ def parse_prompt(prompt: str, context: PromptContext) -> ParsedPrompt:
     """The query a prompt asks for; PromptNotUnderstood names the part that matched no rule."""
     if len(prompt) > MAX_PROMPT_LENGTH:
         raise not_understood(prompt[:40] + "...", f"a prompt holds at most {MAX_PROMPT_LENGTH} characters")
-    known = name_words(context.names)
-    tokens, corrections = correct_typos(tokenize(prompt), known)
+    tokens, corrections = correct_typos(tokenize(prompt), context.index.words)
     if not tokens:
         raise not_understood("", "the prompt is empty")
     reading = _Reading(f" {' '.join(tokens)} ")
-    _extract_tags(reading, {n.lower() for n in context.names})
+    _extract_tags(reading, context.index.lower_names)
     try:
         reading.window, reading.text = extract_window(reading.text, context.now, ZoneInfo(context.tz))
     except TimePhraseError as exc:
@@ -159,7 +158,7 @@ def parse_prompt(prompt: str, context: PromptContext) -> ParsedPrompt:
     if reading.top is not None:
         reading.cut(_ORDER, lambda m: _order(reading, m.group("w")), every=True)
     reading.cut(_BUCKET, lambda m: _bucket(reading, m))
-    reading.cut(_GROUP, lambda m: _group(reading, m), every=True)
+    reading.cut(_GROUP, lambda m: _group(reading, m, context.index.lower_names), every=True)
     reading.cut(_LISTING, lambda m: _listing(reading, m))
     name_text = _leftover_name(reading)
     return _build(reading, name_text, context, tuple(corrections))
@@ -173,7 +172,7 @@ _TAG_PHRASE = re.compile(
 )
 
 
-def _extract_tags(reading: _Reading, lower_names: set[str]) -> None:
+def _extract_tags(reading: _Reading, lower_names: frozenset[str]) -> None:
     def said_in_words(match: re.Match[str]) -> str:
         reading.tags.append(f"{match.group('key').lower()}:{match.group('value')}")
         return ""
@@ -220,8 +219,8 @@ def _top(reading: _Reading, match: re.Match[str]) -> None:
     groups = match.groupdict()
     word = groups.get("dir") or groups.get("w") or "top"
     reading.order = SortOrder.ASC if word in _ASCENDING else SortOrder.DESC
-    if reading.top == 0:
-        raise not_understood(match.group(0), "top-k needs k of at least 1")
+    if not 1 <= reading.top <= MAX_TOP:
+        raise not_understood(match.group(0), f"top-k needs k from 1 to {MAX_TOP}")
 
 
 def _order(reading: _Reading, word: str) -> None:
@@ -241,10 +240,12 @@ def _bucket(reading: _Reading, match: re.Match[str]) -> None:
     reading.bucket = Bucket(size, BucketUnit(unit))
 
 
-def _group(reading: _Reading, match: re.Match[str]) -> bool:
+def _group(reading: _Reading, match: re.Match[str], lower_names: frozenset[str]) -> bool:
     key = match.group("key")
     if key in FN_WORDS or key in STOPWORDS:
         return False  # `by average`: the function, read later
+    if key in lower_names:
+        return False  # `count by cpu.load`, `top 3 hosts by cpu.load`: the metric, not a tag key
     if reading.group_by is not None:
         raise not_understood(match.group(0), f"already grouped by {reading.group_by}: group by one key")
     reading.group_by = "name" if key in _NAME_GROUPS else singular(key)
@@ -274,11 +275,14 @@ def _leftover_name(reading: _Reading) -> str | None:
 def _build(
     reading: _Reading, name_text: str | None, context: PromptContext, corrections: tuple[tuple[str, str], ...]
 ) -> ParsedPrompt:
-    match = _resolve(name_text, context.names) if name_text else None
+    match = _resolve(name_text, context.index) if name_text else None
     defaults: list[str] = []
     group_by, prefix = reading.group_by, None
     if reading.top_noun is not None:
-        group_by, prefix = _top_group(reading.top_noun, match, context.names)
+        group_by, prefix = _top_group(reading.top_noun, match, context.index)
+        if reading.group_by is not None and reading.group_by != group_by:
+            reason = f"top {reading.top_noun} groups by {group_by} already: name a metric after `by`"
+            raise not_understood(f"by {reading.group_by}", reason)
     name = match.name if match else None
     prefix = prefix or (match.prefix if match else None)
     window = reading.window or TimeWindow(None, None)
@@ -324,29 +328,28 @@ def _build(
     return ParsedPrompt(query, match, reading.window, corrections, tuple(defaults))
 
 
-def _resolve(text: str, names: tuple[str, ...]) -> NameMatch:
+def _resolve(text: str, index: NameIndex) -> NameMatch:
     candidates = [text]
     if " " in text:
         candidates += [text.replace(" ", joiner) for joiner in (".", "_", "-", "")]
     for candidate in candidates:
-        match = resolve_name(candidate, names)
+        match = resolve_name(candidate, index)
         if match is not None and (" " not in text or match.kind is not MatchKind.CLOSEST):
             return match if candidate == text else replace(match, text=text)
     if " " in text:
         raise not_understood(text, "these words match no rule and no metric name")
-    near = suggestions(text, names)
+    near = index.suggestions(text)
     hint = f"; the closest names are {', '.join(near)}" if near else "; no metrics are stored yet"
     raise not_understood(text, f"no metric name matches it{hint}")
 
 
-def _top_group(noun: str, match: NameMatch | None, names: tuple[str, ...]) -> tuple[str, str | None]:
+def _top_group(noun: str, match: NameMatch | None, index: NameIndex) -> tuple[str, str | None]:
     """`top 5 events`: names starting with `events` ranked by name; `top 3 hosts`: the tag key `host`."""
     if match is None:
         for candidate in (noun, singular(noun)):
-            lower = candidate.lower()
-            starting = sorted(n for n in names if n.lower().startswith(lower))
-            if starting:
-                return "name", starting[0][: len(candidate)]
+            first, _ = index.starting_with(candidate.lower())
+            if first is not None:
+                return "name", first[: len(candidate)]
     if noun in GENERIC_GROUPS or noun in _NAME_GROUPS:
         return "name", None
     return singular(noun), None

@@ -56,6 +56,8 @@ def _resolve(pattern: re.Pattern[str], match: re.Match[str], now: datetime, zone
         return relative_window(now, timedelta(seconds=min(number * seconds, 100 * 366 * 86_400)), phrase)
     start = resolve_date(match.group("a"), now, zone)
     if pattern is _SINCE:
+        if start.at >= window_end(now):
+            raise TimePhraseError(phrase, "starts after now: nothing was recorded since")
         return TimeWindow(start.at, window_end(now), phrase)
     if pattern is _ON:
         if not start.whole_day:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable
+from collections.abc import Set
 
 from telemetry_server.prompt.names import edit_distance
 from telemetry_server.prompt.time_words import UNIT_OF_WORD
@@ -74,21 +74,20 @@ def tokenize(prompt: str) -> list[str]:
     return tokens
 
 
-def correct_typos(tokens: list[str], known: Iterable[str]) -> tuple[list[str], list[tuple[str, str]]]:
+def correct_typos(tokens: list[str], known: Set[str]) -> tuple[list[str], list[tuple[str, str]]]:
     """Replace a misspelt grammar word (`averge`, `yesterdy`) by the closest word of the vocabulary.
 
     Only alphabetic words of five letters or more that are neither vocabulary, filler, nor part of a
     metric name are corrected: one edit allowed, two from eight letters. Returns the tokens and the
     (typed, corrected) pairs, which the interpretation shows.
     """
-    known_words = set(known)
     corrected: list[str] = []
     corrections: list[tuple[str, str]] = []
     for token in tokens:
         if len(token) < 5 or not token.isalpha() or token in VOCABULARY or token in STOPWORDS:
             corrected.append(token)
             continue
-        if token in known_words:
+        if token in known:
             corrected.append(token)
             continue
         limit = 1 if len(token) < 8 else 2
@@ -99,16 +98,6 @@ def correct_typos(tokens: list[str], known: Iterable[str]) -> tuple[list[str], l
         else:
             corrected.append(token)
     return corrected, corrections
-
-
-def name_words(names: Iterable[str]) -> set[str]:
-    """Lower-cased names and their dotted segments: words that are never typo-corrected."""
-    words: set[str] = set()
-    for name in names:
-        lower = name.lower()
-        words.add(lower)
-        words.update(re.split(r"[._\-:/]", lower))
-    return words
 
 
 def singular(word: str) -> str:

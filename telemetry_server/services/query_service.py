@@ -32,6 +32,7 @@ from telemetry_server.models.timestamps import utc_now
 from telemetry_server.ports import AggregationStore, MetricStore, OperatorUnsupported, QueryCache
 from telemetry_server.prompt.grammar import parse_prompt
 from telemetry_server.prompt.model import ParsedPrompt, PromptContext
+from telemetry_server.prompt.names import index_names
 from telemetry_server.prompt.plugin import PromptPlugin, PromptRequest, query_from_url
 from telemetry_server.prompt.rendering import equivalent, interpretation
 from telemetry_server.services.bulkhead import Bulkhead, TimeBudget
@@ -234,7 +235,10 @@ class QueryService:
             self._names_refresh = None
 
     async def _read_names(self) -> tuple[str, ...]:
-        self._names = tuple(sorted(await self._aggregations.metric_names()))
+        names = tuple(sorted(await self._aggregations.metric_names()))
+        # Indexed in a thread (tens of ms at 100k names) before prompts see them; the index is remembered.
+        await asyncio.to_thread(index_names, names)
+        self._names = names
         self._names_at = time.monotonic()
         return self._names
 
