@@ -13,8 +13,6 @@ from typing import Any
 from rapidfuzz import process
 from rapidfuzz.distance import OSA
 
-from telemetry_server.models.metric import MAX_NAME_LENGTH
-
 
 class MatchKind(StrEnum):
     EXACT = "exact"
@@ -59,19 +57,57 @@ _SEGMENT = re.compile(r"[._\-:/]")
 _PAST_EVERY_NAME = "\U0010ffff"  # sorts after any character a name may hold: the end of a prefix's range
 _SUGGESTED = 3
 _FAR = 64
+# Past this many names aligned, suggestions are the nearest among the names of the nearest lengths seen.
+_SUGGESTION_BUDGET = 10_000
+# Names aligned per call into rapidfuzz, which holds the GIL: ~0.8 ms, so a parse run in a thread lets the
+# event loop in between calls.
+_CHUNK = 4096
+
+_Buckets = dict[int, tuple[list[str], list[str]]]  # length -> (lowers, the key each ranks by), key-ascending
+
+
+def _nearest(
+    wanted: str, buckets: _Buckets, count: int, limit: int, budget: int | None = None
+) -> list[tuple[int, str]]:
+    """The `count` nearest (distance, key) within `limit` edits, by distance then key.
+
+    A name `r` letters longer or shorter is at least `r` edits away, so lengths are searched nearest first
+    and the search stops once `count` names are nearer than the next ring of lengths can be (or, with a
+    budget, once that many names were aligned).
+    """
+    found: list[tuple[int, str]] = []
+    aligned = 0
+    for ring in range(limit + 1):
+        if len(found) >= count and (found[-1][0] < ring or (budget is not None and aligned >= budget)):
+            break
+        for length in (len(wanted) - ring, len(wanted) + ring) if ring else (len(wanted),):
+            if length not in buckets:
+                continue
+            lowers, keys = buckets[length]
+            for start in range(0, len(lowers), _CHUNK):
+                cutoff = found[-1][0] if len(found) >= count else limit
+                ranked = process.extract(
+                    wanted, lowers[start : start + _CHUNK], scorer=OSA.distance, limit=count, score_cutoff=cutoff
+                )
+                found = sorted(found + [(int(distance), keys[start + i]) for _, distance, i in ranked])[:count]
+            aligned += len(lowers)
+    return found
 
 
 class NameIndex:
     """The metric names, indexed once per names refresh so that matching a prompt's name is bounded work.
 
-    Lower-cased names are kept sorted: a prefix is a range found by bisection, and the closest name is one
-    call into rapidfuzz's OSA distance (C++, bit-parallel, a length filter before any alignment).
+    Lower-cased names are kept sorted: a prefix is a range found by bisection. They are also grouped by
+    length: the closest names are searched nearest length first, a few thousand names per call into
+    rapidfuzz's OSA distance (C++, bit-parallel).
     """
 
     # PERF: a prompt with a 30-letter typo against 100k names took 53.6 s of CPU with an alignment per name
-    # in Python (1.24 s at 2,000 names). With this index: 0.9 ms at 2,000 names, 33 ms at 100k (7 ms to
-    # find no close name among the names of a near length, the rest ranking the suggestions of the 422);
-    # a near typo 7 ms (python -m bench.name_match).
+    # in Python (1.24 s at 2,000 names); with this index and every name ranked for the 422's suggestions,
+    # 32 ms. Searching lengths nearest first, suggestions within a budget: 1.0 ms at 2,000 names, 3.3 ms at
+    # 10k, 12 ms at 100k (8 ms of it finding no name within 3 edits among the ~30k of a near length, 3 ms
+    # the suggestions); a near typo 3.3 ms at 100k, was 6.8 (python -m bench.name_match --names
+    # 2000,10000,100000 --prompts 40, on 2 busy cores).
     def __init__(self, names: Iterable[str]) -> None:
         self.names = tuple(sorted(set(names)))
         by_lower: dict[str, str] = {}
@@ -80,11 +116,16 @@ class NameIndex:
         self._lowers = sorted(by_lower)
         self._first = [by_lower[lower] for lower in self._lowers]
         self._names = frozenset(self.names)
-        self._all_lowers = [name.lower() for name in self.names]
         self.lower_names = frozenset(by_lower)
-        self._by_length: dict[int, list[str]] = {}  # each list ascending alphabetically, as `_lowers`
+        by_length: dict[int, list[str]] = {}
         for lower in self._lowers:
-            self._by_length.setdefault(len(lower), []).append(lower)
+            by_length.setdefault(len(lower), []).append(lower)
+        self._lower_buckets: _Buckets = {length: (lowers, lowers) for length, lowers in by_length.items()}
+        self._name_buckets: _Buckets = {}  # each name, as its lower, ranked by the name itself
+        for name in self.names:
+            lowers, keys = self._name_buckets.setdefault(len(name.lower()), ([], []))
+            lowers.append(name.lower())
+            keys.append(name)
         self.words = frozenset(by_lower) | {word for lower in by_lower for word in _SEGMENT.split(lower)}
 
     def exact(self, text: str) -> str | None:
@@ -105,34 +146,23 @@ class NameIndex:
 
     def closest(self, lower_text: str, limit: int) -> tuple[str, int] | None:
         """The name nearest `lower_text` within `limit` edits; ties go to the alphabetically first."""
-        if len(lower_text) > MAX_NAME_LENGTH + limit:
-            return None  # no name is that long: nothing to align
-        best: tuple[int, str] | None = None  # (distance, lower)
-        for length in range(len(lower_text) - limit, len(lower_text) + limit + 1):
-            lowers = self._by_length.get(length)
-            if not lowers:
-                continue  # more than `limit` letters apart in length: more than `limit` edits apart
-            found = process.extractOne(lower_text, lowers, scorer=OSA.distance, score_cutoff=limit)
-            if found is not None and (best is None or (found[1], found[0]) < best):
-                best = (int(found[1]), found[0])
-        if best is None:
+        found = _nearest(lower_text, self._lower_buckets, 1, limit)
+        if not found:
             return None
-        return self._first[bisect_left(self._lowers, best[1])], best[0]
+        distance, lower = found[0]
+        return self._first[bisect_left(self._lowers, lower)], distance
 
     def suggestions(self, text: str, count: int = _SUGGESTED) -> tuple[str, ...]:
         """The nearest few names, for an error message: by distance, then alphabetically; every name more
-        than `_FAR` edits away is equally far."""
-        wanted = text.lower()
-        picked: list[int] = []
-        if len(wanted) <= MAX_NAME_LENGTH + _FAR:  # a longer text is far from every name alike
-            ranked = process.extract(wanted, self._all_lowers, scorer=OSA.distance, limit=count, score_cutoff=_FAR)
-            picked = [i for _, _, i in ranked]
-        for i in range(len(self.names)):
+        than `_FAR` edits away is equally far. Bounded: see `_SUGGESTION_BUDGET`."""
+        found = _nearest(text.lower(), self._name_buckets, count, _FAR, _SUGGESTION_BUDGET)
+        picked = [name for _, name in found]
+        for name in self.names:  # then alphabetically, when fewer names are within `_FAR`
             if len(picked) >= count:
                 break
-            if i not in picked:
-                picked.append(i)
-        return tuple(self.names[i] for i in picked)
+            if name not in picked:
+                picked.append(name)
+        return tuple(picked)
 
 
 @functools.lru_cache(maxsize=2)

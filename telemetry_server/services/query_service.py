@@ -45,6 +45,11 @@ MAX_FALLBACK_POINTS = 200_000  # ~40 MB of points at worst: the most one request
 MAX_ROWS = 10_000
 NAMES_TTL_SECONDS = 5.0
 NAMES_RETRY_SECONDS = 1.0  # the soonest a prompt that was not understood may refresh the names
+# PERF: a typo prompt costs 1.0 ms of CPU at 2,000 names, 3.3 ms at 10k, 12 ms at 100k, plus ~2 ms at 100k
+# to find the names' index (python -m bench.name_match --names 2000,10000,100000); a thread hop ~0.1 ms.
+# In a thread, 20 typo prompts at 100k names delayed a 1 ms sleep on the loop by 7 ms (median; the GIL's
+# 5 ms switch interval), 12 ms at most; inline each would hold it 12 ms.
+INLINE_PROMPT_NAMES = 5_000  # more names than this: prompts are read in a thread, off the event loop
 
 
 @dataclass(frozen=True, slots=True)
@@ -243,13 +248,15 @@ class QueryService:
         return self._names
 
     async def _parse_with(self, prompt: str, tz: str, names: tuple[str, ...]) -> ParsedPrompt:
-        context = PromptContext(self.clock(), tz, names, self._max_limit)
-        rules: ParsedPrompt | None = None
-        error: PromptNotUnderstood | None = None
-        try:
-            rules = parse_prompt(prompt, context)
-        except PromptNotUnderstood as exc:
-            error = exc
+        reading = (prompt, self.clock(), tz, names, self._max_limit)
+        if len(names) > INLINE_PROMPT_NAMES:
+            # Against many names the rules cost milliseconds of CPU (a typo is aligned to thousands of names,
+            # and finding the names' index hashes them all), which no other request should wait for.
+            context, read = await asyncio.to_thread(_read_rules, *reading)
+        else:
+            context, read = _read_rules(*reading)
+        rules = read if isinstance(read, ParsedPrompt) else None
+        error = read if isinstance(read, PromptNotUnderstood) else None
         if self._plugin is not None:
             chosen = await self._ask_plugin(PromptRequest(prompt, context, rules, error))
             if chosen is not None:
@@ -276,6 +283,17 @@ class QueryService:
         except Exception:
             log.exception("QUERY_PARSER failed; using the rules")
         return None
+
+
+def _read_rules(
+    prompt: str, now: datetime, tz: str, names: tuple[str, ...], max_limit: int
+) -> tuple[PromptContext, ParsedPrompt | PromptNotUnderstood]:
+    """The prompt's context and the rules' reading of it, or why they do not understand it (pure CPU)."""
+    context = PromptContext(now, tz, names, max_limit)
+    try:
+        return context, parse_prompt(prompt, context)
+    except PromptNotUnderstood as exc:
+        return context, exc
 
 
 def _check_rows(rows: list[Row]) -> None:

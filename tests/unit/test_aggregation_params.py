@@ -9,12 +9,12 @@ from typing import Any
 import orjson
 import pytest
 
-from telemetry_server.errors import QueryTimedOut, QueryTooLarge, ValidationFailed
+from telemetry_server.errors import PromptNotUnderstood, QueryTimedOut, QueryTooLarge, ValidationFailed
 from telemetry_server.models.aggregate_rows import Point, Row
 from telemetry_server.models.aggregation import AggregateFn, AggregateQuery, Bucket, BucketUnit, parse_aggregate_query
 from telemetry_server.models.metric_query import parse_metric_query
 from telemetry_server.ports import UNCACHEABLE, Lookup, OperatorUnsupported
-from telemetry_server.services.query_service import QueryService
+from telemetry_server.services.query_service import INLINE_PROMPT_NAMES, QueryService
 from telemetry_server.storage.mongo_aggregation import build_pipeline, required_operators
 from tests.fakes import InMemoryQueryCache
 
@@ -266,3 +266,17 @@ def test_a_plugin_answer_replaces_the_rules() -> None:
     assert body["equivalent"] == "/metrics/aggregate?fn=max&name=cpu.load"
     assert seen[0].rules is None  # type: ignore[attr-defined]
     assert seen[0].rules_error is not None  # type: ignore[attr-defined]
+
+
+class ManyNames(FakeAggregations):
+    async def metric_names(self) -> list[str]:
+        return ["cpu.load", *(f"service{i}.requests" for i in range(INLINE_PROMPT_NAMES))]
+
+
+def test_prompts_against_many_names_are_read_in_a_thread_alike() -> None:
+    service = QueryService(ManyNames([]), None, NoCache(), clock=lambda: NOW)  # type: ignore[arg-type]
+    body = asyncio.run(service.ask("average cpu.lod today", "UTC"))
+    assert body["interpretation"]["name"] == {"text": "cpu.lod", "match": "closest", "name": "cpu.load", "distance": 1}
+    with pytest.raises(PromptNotUnderstood) as refused:
+        asyncio.run(service.ask("average zzzzzzzzzzzzzzzz today", "UTC"))
+    assert "the closest names are" in refused.value.detail
