@@ -22,6 +22,15 @@ echo "== lint and types"
 .venv/bin/ruff format --check .
 .venv/bin/mypy telemetry_server
 
+echo "== local LLM server (for the LLM prompt parser's tests against a real model)"
+# Built once per machine and cached, like the engine; a machine where it cannot be built still runs the
+# suite, and those tests are reported as skipped with the reason.
+if [ "${TEST_LLM_SERVER:-1}" = 0 ]; then
+  echo "test.sh: TEST_LLM_SERVER=0: llama-server not built; its tests will be skipped"
+elif ! scripts/llm.sh build >/dev/null; then
+  echo "test.sh: llama-server could not be built (see above); its tests will be skipped"
+fi
+
 echo "== services"
 uris=$(SERVICES_MODE=local SERVICES_STATE_DIR="$state/services" scripts/services.sh up)
 eval "$uris"
