@@ -17,7 +17,7 @@ from telemetry_server.models.metric_query import MetricQuery
 @dataclass(frozen=True, slots=True)
 class Lookup:
     """A cache read. After a miss it goes back with the value to store: `generation` (empty: don't store in
-    Redis), `dependency` the key the value depends on (models/cache_dependency.py), `local_version` the L1's
+    Redis), `dependency` the key the value depends on (services/cache_dependency.py), `local_version` the L1's
     version of that key at lookup time (None: don't store in L1), so a value read before a write is never
     kept after it."""
 

@@ -4,17 +4,14 @@ from __future__ import annotations
 
 import base64
 import binascii
-import functools
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from enum import StrEnum
-from urllib.parse import parse_qsl
 
 import orjson
 
 from telemetry_server.errors import FieldError, ValidationFailed
-from telemetry_server.models.cache_dependency import read_dependency
 from telemetry_server.models.metric import MAX_TAGS, Fail, check_name, check_tags
 from telemetry_server.models.timestamps import EARLIEST, format_timestamp, parse_timestamp_text
 from telemetry_server.models.value_range import VALUE_PARAMS, ValueRange, parse_value_range
@@ -210,33 +207,3 @@ def _limit_param(raw: str | None, default: int, maximum: int, fail: Fail) -> int
         fail("limit", f"must be a whole number from 1 to {maximum}")
         return default
     return int(raw)
-
-
-@dataclass(frozen=True, slots=True)
-class PreparedListing:
-    """A listing query with what the cache needs of it, worked out once."""
-
-    query: MetricQuery
-    cache_key: str
-    dependency: str
-
-
-def prepare_listing(query_string: str, default_limit: int, max_limit: int) -> PreparedListing:
-    """`parse_metric_query` of a raw query string; short ones are remembered (only successes: errors raise).
-
-    PERF: a cached read cost ~21 µs of Python, ~13 µs of it parsing the query string and building the cache
-    key; remembered, 8-9 µs (`python -m bench.hot_path`). Dashboards repeat the same few queries. The length
-    bound keeps the memory of 4,096 remembered queries small whatever clients send.
-    """
-    if len(query_string) > _REMEMBERED_QUERY_LENGTH:
-        return _prepare(query_string, default_limit, max_limit)
-    return _prepare_remembered(query_string, default_limit, max_limit)
-
-
-def _prepare(query_string: str, default_limit: int, max_limit: int) -> PreparedListing:
-    query = parse_metric_query(parse_qsl(query_string, keep_blank_values=True), default_limit, max_limit)
-    return PreparedListing(query, query.cache_key(), read_dependency(query.name, query.tags))
-
-
-_REMEMBERED_QUERY_LENGTH = 512
-_prepare_remembered = functools.lru_cache(maxsize=4096)(_prepare)

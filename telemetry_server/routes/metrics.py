@@ -11,7 +11,6 @@ from telemetry_server.http.request import Request
 from telemetry_server.http.responses import Response, empty_response, json_response, raw_json_response
 from telemetry_server.http.router import Route
 from telemetry_server.models.metric import parse_metric, parse_metric_batch
-from telemetry_server.models.metric_query import prepare_listing
 from telemetry_server.openapi import (
     BODY_ERRORS,
     BY_ID_ERRORS,
@@ -26,7 +25,7 @@ from telemetry_server.openapi import (
     ref,
     text_param,
 )
-from telemetry_server.services.metric_service import MetricService
+from telemetry_server.services.metric_service import MetricService, prepare_listing
 from telemetry_server.services.rate_limit import RateLimiter
 
 _CACHE_HIT = [(b"x-cache", b"hit")]

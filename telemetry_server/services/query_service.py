@@ -26,7 +26,6 @@ from telemetry_server.errors import (
 )
 from telemetry_server.models.aggregate_rows import Row
 from telemetry_server.models.aggregation import AggregateQuery
-from telemetry_server.models.cache_dependency import read_dependency
 from telemetry_server.models.metric_query import MetricQuery
 from telemetry_server.models.timestamps import utc_now
 from telemetry_server.ports import AggregationStore, MetricStore, OperatorUnsupported, QueryCache
@@ -36,6 +35,7 @@ from telemetry_server.prompt.names import index_names
 from telemetry_server.prompt.plugin import PromptPlugin, PromptRequest, query_from_url
 from telemetry_server.prompt.rendering import equivalent, interpretation
 from telemetry_server.services.bulkhead import Bulkhead, TimeBudget
+from telemetry_server.services.cache_dependency import read_dependency
 from telemetry_server.services.rollup import rollup
 from telemetry_server.services.single_flight import SingleFlight
 

@@ -45,7 +45,7 @@ _DROP_ALL = b"drop-all"
 
 class RedisCache:
     """Entries are stored with the epoch and the generation of the key they depend on; a write bumps the
-    generations of every key it touches (models/cache_dependency.py). A read is one MGET (epoch, generation and
+    generations of every key it touches (services/cache_dependency.py). A read is one MGET (epoch, generation and
     entry together), and a write's invalidation one Lua call per 1,000 keys, which also publishes the keys for
     the L1 caches of every worker.
 

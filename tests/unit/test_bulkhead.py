@@ -7,9 +7,8 @@ import asyncio
 import pytest
 
 from telemetry_server.errors import QueryTimedOut
-from telemetry_server.models.metric_query import prepare_listing
 from telemetry_server.services.bulkhead import Bulkhead, TimeBudget
-from telemetry_server.services.metric_service import MetricService
+from telemetry_server.services.metric_service import MetricService, prepare_listing
 from tests.fakes import InMemoryMetricStore, InMemoryQueryCache
 
 

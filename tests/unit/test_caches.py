@@ -7,8 +7,8 @@ import asyncio
 from hypothesis import given
 from hypothesis import strategies as st
 
-from telemetry_server.models.cache_dependency import read_dependency, write_dependencies
 from telemetry_server.ports import Lookup
+from telemetry_server.services.cache_dependency import read_dependency, write_dependencies
 from telemetry_server.services.local_cache import LocalCache
 from telemetry_server.services.single_flight import SingleFlight
 from telemetry_server.services.stats_records import CacheLevel, Stats

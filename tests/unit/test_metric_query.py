@@ -16,9 +16,9 @@ from telemetry_server.models.metric_query import (
     SortOrder,
     is_object_id,
     parse_metric_query,
-    prepare_listing,
 )
 from telemetry_server.models.timestamps import EARLIEST
+from telemetry_server.services.metric_service import prepare_listing
 
 ID = "0123456789abcdef01234567"
 START = datetime(2026, 11, 27, 10, tzinfo=UTC)
