@@ -10,7 +10,14 @@ from typing import Any
 import pymongo
 from bson import ObjectId
 from pymongo import ASCENDING, DESCENDING, AsyncMongoClient, IndexModel, ReturnDocument
-from pymongo.errors import ConnectionFailure, ExecutionTimeout, PyMongoError, ServerSelectionTimeoutError
+from pymongo.errors import (
+    BulkWriteError,
+    ConnectionFailure,
+    ExecutionTimeout,
+    PyMongoError,
+    ServerSelectionTimeoutError,
+    WriteConcernError,
+)
 from pymongo.monitoring import ConnectionCheckedOutEvent, ConnectionCheckOutFailedEvent, ConnectionPoolListener
 
 from telemetry_server.config import Settings
@@ -91,12 +98,23 @@ async def unavailable_when_unreachable(action: str, time_limit: float | None = N
         raise QueryTimedOut(f"MongoDB stopped the {action} at its time limit") from exc
     except ServerSelectionTimeoutError as exc:
         raise StorageUnavailable(f"MongoDB is unreachable ({action})") from exc
+    except (WriteConcernError, BulkWriteError) as exc:
+        # Stored on the primary perhaps, but not confirmed as MONGO_WRITE_CONCERN asks (a replica set that
+        # lost its majority, a wtimeout): not acknowledged, and worth retrying, as any write of unknown outcome.
+        if isinstance(exc, WriteConcernError) or _only_write_concern_failed(exc):
+            raise StorageUnavailable(f"MongoDB did not confirm the {action} at its write concern") from exc
+        raise
     except PyMongoError as exc:
         if time_limit is not None and exc.timeout:
             raise QueryTimedOut(f"MongoDB did not answer the {action} within its time limit") from exc
         if isinstance(exc, ConnectionFailure):
             raise StorageUnavailable(f"MongoDB is unreachable ({action})") from exc
         raise
+
+
+def _only_write_concern_failed(exc: BulkWriteError) -> bool:
+    details = exc.details or {}
+    return bool(details.get("writeConcernErrors")) and not details.get("writeErrors")
 
 
 _SHORTEST_LIMIT_SECONDS = 0.001  # pymongo.timeout(0) would mean no limit at all

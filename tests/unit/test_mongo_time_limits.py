@@ -7,12 +7,14 @@ import asyncio
 
 import pytest
 from pymongo.errors import (
+    BulkWriteError,
     ExecutionTimeout,
     NetworkTimeout,
     OperationFailure,
     PyMongoError,
     ServerSelectionTimeoutError,
     WaitQueueTimeoutError,
+    WriteConcernError,
 )
 
 from telemetry_server.errors import AppError, QueryTimedOut, StorageUnavailable
@@ -64,3 +66,21 @@ def test_a_reply_that_is_a_real_fault_stays_a_500() -> None:
     error = raised(OperationFailure("bad", 2), 1.0)
     assert isinstance(error, OperationFailure)
     assert not isinstance(error, AppError)
+
+
+@pytest.mark.parametrize(
+    "error",
+    [
+        WriteConcernError("waiting for replication timed out", 64, {"errInfo": {"wtimeout": True}}),
+        BulkWriteError({"writeErrors": [], "writeConcernErrors": [{"code": 64, "errmsg": "wtimeout"}]}),
+    ],
+)
+def test_a_write_not_confirmed_at_its_write_concern_is_unavailable(error: PyMongoError) -> None:
+    refused = raised(error, None)
+    assert type(refused) is StorageUnavailable
+    assert refused.detail == "MongoDB did not confirm the find at its write concern"
+
+
+def test_a_write_the_server_refused_stays_a_fault() -> None:
+    error = BulkWriteError({"writeErrors": [{"index": 0, "code": 121, "errmsg": "invalid"}], "writeConcernErrors": []})
+    assert raised(error, None) is error
