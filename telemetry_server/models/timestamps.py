@@ -20,9 +20,9 @@ EARLIEST = datetime(1970, 1, 1, tzinfo=UTC)
 _RFC3339 = re.compile(
     r"[0-9]{4}-[0-9]{2}-[0-9]{2}[Tt][0-9]{2}:[0-9]{2}:[0-9]{2}(\.[0-9]+)?([Zz]|[+-][0-9]{2}:[0-9]{2})"
 )
-# An epoch number written as text, in ASCII digits: `float` also takes "1_000", other scripts' digits ("٣"),
-# "nan", "infinity" and surrounding spaces.
-_EPOCH_TEXT = re.compile(r"-?[0-9]+(\.[0-9]+)?([eE][+-]?[0-9]+)?")
+# A number written as text (an epoch, a value bound), in ASCII digits: `float` also takes "1_000", other
+# scripts' digits ("٣"), "nan", "infinity" and surrounding spaces.
+NUMBER_TEXT = re.compile(r"-?[0-9]+(\.[0-9]+)?([eE][+-]?[0-9]+)?")
 _MAX_TEXT_LENGTH = 64
 
 
@@ -39,7 +39,7 @@ def parse_timestamp(value: object) -> datetime:
 
 def parse_timestamp_text(text: str) -> datetime:
     """A timestamp as a query parameter spells it: an epoch number or an RFC 3339 date-time."""
-    if len(text) <= _MAX_TEXT_LENGTH and _EPOCH_TEXT.fullmatch(text):
+    if len(text) <= _MAX_TEXT_LENGTH and NUMBER_TEXT.fullmatch(text):
         return _from_epoch(float(text))
     return _from_rfc3339(text)
 
