@@ -7,7 +7,7 @@ from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import KW_ONLY, dataclass
 from typing import Generic, TypeVar
 
-from telemetry_server.errors import MethodNotAllowed, NotFound
+from telemetry_server.errors import MethodNotAllowed, NotFound, excerpt
 from telemetry_server.http.operation import Operation
 from telemetry_server.http.request import Request
 from telemetry_server.http.responses import Response
@@ -90,7 +90,7 @@ class Router(Generic[RoleT]):
                     methods, params = candidate, match.groupdict()
                     break
             else:
-                raise NotFound(f"no resource at {path}")
+                raise NotFound(f"no resource at {excerpt(path)}")
         route = methods.get(method)
         if route is None:
             raise MethodNotAllowed(list(methods))

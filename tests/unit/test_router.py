@@ -152,3 +152,9 @@ def test_static_path_wins_over_a_parameter_path() -> None:
 
     assert router.resolve("GET", "/metrics/stats")[0].handler is get_series
     assert router.resolve("GET", "/metrics/other")[0].handler is get_metric
+
+
+def test_a_long_unknown_path_is_repeated_cut_short(router: Router[str]) -> None:
+    with pytest.raises(NotFound) as refused:
+        router.resolve("GET", "/" + "x" * 10_000)
+    assert len(refused.value.detail) < 100
