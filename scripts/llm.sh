@@ -9,7 +9,7 @@
 #
 # The build compiles llama.cpp once per machine into ~/.cache/telemetry-server/llm (15 minutes, 17
 # CPU-minutes, on this project's shared 2-core machine: see docs/query.md), printing its progress; a second
-# caller waits for the first. scripts/test.sh does not build it. Env: LLM_BUILD_JOBS (default 2).
+# caller waits for the first. scripts/test.sh builds it unless TEST_LLM_SERVER=0. Env: LLM_BUILD_JOBS (default 2).
 set -euo pipefail
 
 LLAMA_CPP_PYTHON_VERSION=0.3.36
@@ -47,7 +47,11 @@ build() {
     command -v c++ >/dev/null 2>&1 || die "no C++ compiler (c++) found: llama-server is compiled from source"
     mkdir -p "$CACHE_ROOT"
     exec 9>"$CACHE_ROOT/.build.lock"
-    flock 9
+    if ! flock -n 9; then
+        echo "llm.sh: another run is building llama-server; waiting for it" >&2
+        flock 9
+    fi
+    rm -rf "$CACHE_ROOT"/.build.*/  # what a failed or killed build left behind
     if usable; then
         echo "$SERVER_BIN"
         return 0

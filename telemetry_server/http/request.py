@@ -135,7 +135,7 @@ class Request:
 
     def _gzipped(self) -> bool:
         """Whether the body is gzipped; 415 for any other coding (every Content-Encoding header counts)."""
-        declared = b", ".join(value for name, value in self.scope["headers"] if name == b"content-encoding")
+        declared = b", ".join(self.header_values(b"content-encoding"))
         codings = [coding for part in declared.split(b",") if (coding := part.strip().lower()) not in (b"", _IDENTITY)]
         if not codings:
             return False

@@ -22,7 +22,7 @@ _RFC3339 = re.compile(
 )
 # A number written as text (an epoch, a value bound), in ASCII digits: `float` also takes "1_000", other
 # scripts' digits ("٣"), "nan", "infinity" and surrounding spaces.
-NUMBER_TEXT = re.compile(r"-?[0-9]+(\.[0-9]+)?([eE][+-]?[0-9]+)?")
+_NUMBER_TEXT = re.compile(r"-?[0-9]+(\.[0-9]+)?([eE][+-]?[0-9]+)?")
 _MAX_TEXT_LENGTH = 64
 
 
@@ -39,9 +39,14 @@ def parse_timestamp(value: object) -> datetime:
 
 def parse_timestamp_text(text: str) -> datetime:
     """A timestamp as a query parameter spells it: an epoch number or an RFC 3339 date-time."""
-    if len(text) <= _MAX_TEXT_LENGTH and NUMBER_TEXT.fullmatch(text):
+    if is_number_text(text):
         return _from_epoch(float(text))
     return _from_rfc3339(text)
+
+
+def is_number_text(text: str) -> bool:
+    """Whether a query parameter spells a number as this API reads them (then `float` reads it exactly)."""
+    return len(text) <= _MAX_TEXT_LENGTH and _NUMBER_TEXT.fullmatch(text) is not None
 
 
 def format_timestamp(moment: datetime) -> str:

@@ -8,10 +8,9 @@ from dataclasses import dataclass, fields
 from typing import Any
 
 from telemetry_server.models.metric import Fail
-from telemetry_server.models.timestamps import NUMBER_TEXT
+from telemetry_server.models.timestamps import is_number_text
 
 VALUE_PARAMS = ("value_gt", "value_gte", "value_lt", "value_lte")
-_MAX_NUMBER_LENGTH = 64
 
 
 @dataclass(frozen=True, slots=True)
@@ -49,7 +48,7 @@ def parse_value_range(single: Mapping[str, str], fail: Fail) -> ValueRange:
         raw = single.get(param)
         if raw is None:
             continue
-        if len(raw) > _MAX_NUMBER_LENGTH or not NUMBER_TEXT.fullmatch(raw):
+        if not is_number_text(raw):
             fail(param, "must be a number in ASCII digits, e.g. 90, -0.5 or 1e3")
             continue
         number = float(raw)

@@ -165,9 +165,10 @@ class NameIndex:
         return tuple(picked)
 
 
-@functools.lru_cache(maxsize=2)
+@functools.lru_cache(maxsize=3)
 def index_names(names: tuple[str, ...]) -> NameIndex:
-    """The index of these names; the last two are remembered, so one built off the event loop is reused."""
+    """The index of these names; the last three are remembered (the names in use, a fresh read being indexed
+    off the event loop, and the LLM parser's example names), so an index is never rebuilt for them."""
     return NameIndex(names)
 
 

@@ -49,8 +49,14 @@ class StatsService:
         total = Stats()
         total.add(self.stats)  # this worker's own figures as they are now, not as last posted
         for worker, posted in others.items():
-            if worker != self.worker:
+            if worker == self.worker:
+                continue
+            try:
                 total.add(Stats.from_json(posted))
+            except (KeyError, TypeError, ValueError):
+                # A worker of another version (other latency buckets, during a rolling deploy) must not take
+                # these endpoints down: its figures are left out until it is replaced.
+                log.warning("the stats posted by worker %s cannot be read; left out", worker)
         return scope, sorted({*others, self.worker}), total
 
     async def post_periodically(self) -> None:
