@@ -104,7 +104,8 @@ def keys(args: argparse.Namespace, settings: Settings) -> int:
     if settings.mongo_uri is None:
         print(
             f"telemetry-server: keys needs MONGO_URI, or a server running from this folder with APP_ENV="
-            f"{settings.app_env} and embedded engines (scripts/serve.sh)",
+            f"{settings.app_env} and embedded engines (scripts/serve.sh); engines started by `services up` print "
+            f"their URIs with `telemetry-server services status`",
             file=sys.stderr,
         )
         return 2
