@@ -193,6 +193,15 @@ class PromptNotUnderstood(ValidationFailed):
         return {**super().extra(), "not_understood": self.part, "examples": self.examples}
 
 
+class SeriesLimitReached(AppError):
+    """A write would create a series past SERIES_MAX: the index every worker keeps in memory is bounded."""
+
+    status, code, title = 422, "series_limit_reached", "Series Limit Reached"
+
+    def __init__(self, limit: int) -> None:
+        super().__init__(f"this server keeps at most {limit} series (SERIES_MAX); the write would create more")
+
+
 class QueryTooLarge(AppError):
     """A query would read or return more than the server holds in memory for one request."""
 
