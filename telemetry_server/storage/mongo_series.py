@@ -108,7 +108,7 @@ class SeriesRegistry:
         if len(self.index) + len(keys) > self._max_series:
             raise SeriesLimitReached(self._max_series)
         first = await self._take("series", len(keys))
-        docs = [
+        docs: list[Document] = [
             {"_id": first + offset, "name": name, "tags": list(tags), "key": series_key(name, tags)}
             for offset, (name, tags) in enumerate(keys)
         ]

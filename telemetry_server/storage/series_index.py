@@ -64,7 +64,9 @@ class SeriesIndex:
     def names(self) -> list[str]:
         return list(self._names)
 
-    def match(self, name: str | None = None, name_prefix: str | None = None, tags: Sequence[str] = ()) -> set[int] | None:
+    def match(
+        self, name: str | None = None, name_prefix: str | None = None, tags: Sequence[str] = ()
+    ) -> set[int] | None:
         """The series a filter selects; None when it does not filter (every series, present and future)."""
         sets: list[set[int]] = []
         if name is not None:
