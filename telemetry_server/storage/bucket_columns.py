@@ -54,6 +54,18 @@ class Slot(NamedTuple):
     alias: str | None = None
 
 
+class Summary(NamedTuple):
+    """count, sum, min and max of the points of one series in [start, end]: a bucket's, or a rollup's."""
+
+    series: int
+    start_ms: int
+    end_ms: int
+    count: int
+    sum: float
+    min: float
+    max: float
+
+
 @dataclass(slots=True)
 class Columns:
     """The decoded columns of one bucket, in (ts, seq) order."""
