@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import AbstractContextManager, asynccontextmanager, nullcontext
+from contextvars import ContextVar
 from datetime import datetime
 from typing import Any
 
@@ -83,14 +84,20 @@ def create_mongo_client(
     )
 
 
+_TIME_LIMITED: ContextVar[bool] = ContextVar("mongo_time_limited", default=False)
+
+
 @asynccontextmanager
 async def unavailable_when_unreachable(action: str, time_limit: float | None = None) -> AsyncIterator[None]:
     """Transport failures become 503s; a reply the server did give (a real fault) stays a 500.
 
     With a `time_limit` (seconds), every command in the block is sent the time left as `maxTimeMS`, so the
     engine stops work nobody will wait for, and the driver stops waiting at the limit even for an engine that
-    ignores it (pymongo's client-side operation timeout); running out of it is a QueryTimedOut (503).
+    ignores it (pymongo's client-side operation timeout); running out of it is a QueryTimedOut (503), also in
+    a block nested in this one (an adapter's own call, made on behalf of a time-limited read).
     """
+    limited = time_limit is not None or _TIME_LIMITED.get()
+    token = _TIME_LIMITED.set(limited)
     try:
         with _time_limited(time_limit):
             yield
@@ -105,11 +112,13 @@ async def unavailable_when_unreachable(action: str, time_limit: float | None = N
             raise StorageUnavailable(f"MongoDB did not confirm the {action} at its write concern") from exc
         raise
     except PyMongoError as exc:
-        if time_limit is not None and exc.timeout:
+        if limited and exc.timeout:
             raise QueryTimedOut(f"MongoDB did not answer the {action} within its time limit") from exc
         if isinstance(exc, ConnectionFailure):
             raise StorageUnavailable(f"MongoDB is unreachable ({action})") from exc
         raise
+    finally:
+        _TIME_LIMITED.reset(token)
 
 
 def _only_write_concern_failed(exc: BulkWriteError) -> bool:
