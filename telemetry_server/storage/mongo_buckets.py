@@ -14,8 +14,9 @@ from __future__ import annotations
 
 import asyncio
 import math
+import random
 from collections.abc import Sequence
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import NamedTuple
 
 from bson import ObjectId
@@ -52,6 +53,8 @@ INDEXES = [
     IndexModel([("start", ASCENDING)], name="start"),
 ]
 SPAN = timedelta(milliseconds=MAX_SPAN_MS)
+# The last moment a datetime holds: an id may name a later one (its millis are a u48), which no point has.
+_LAST_MILLIS = to_millis(datetime.max.replace(tzinfo=UTC))
 _LISTING_FIELDS = {"series": 1, "start": 1, "end": 1, "count": 1, "ts": 1, "v": 1, "seq": 1, "alias": 1, "replaces": 1}
 # The first batch of a listing is small (a full bucket is ~20 KiB); later ones are sized from the points per
 # bucket seen so far, so a listing over many small buckets needs few round trips.
@@ -61,6 +64,7 @@ _MAX_BATCH = 256
 # rounds with a 503: the client may retry, nothing was half done.
 _EDIT_ATTEMPTS = 8
 _EDIT_BACKOFF_SECONDS = 0.005
+_EDIT_LOCKS = 64
 
 
 class Located(NamedTuple):
@@ -95,11 +99,16 @@ class MongoBucketStore:
         self._legacy = db["legacy"]
         self._seqs: SeqCounter | None = None
         self._new_writer = asyncio.Lock()
+        self._edit_locks = [asyncio.Lock() for _ in range(_EDIT_LOCKS)]
+        # Reads name the index to use (the planner may pick the other one and scan a series' whole past), but
+        # only once it exists: a hint of a missing index is an error, and indexes are built after startup.
+        self._indexed = False
 
     async def ensure_indexes(self) -> None:
         await self.registry.ensure_indexes()
         async with unavailable_when_unreachable("creating bucket indexes"):
             await self._buckets.create_indexes(INDEXES)
+        self._indexed = True
 
     async def ping(self) -> None:
         async with unavailable_when_unreachable("ping"):
@@ -149,9 +158,10 @@ class MongoBucketStore:
             if series is not None and not series:
                 return []
             merge = PageMerge(query, index.get)
-            cursor = await self._buckets.aggregate(
-                listing_pipeline(query, series), batchSize=_FIRST_BATCH, hint=listing_hint(query, series)
-            )
+            options: Document = {"batchSize": _FIRST_BATCH}
+            if self._indexed:
+                options["hint"] = listing_hint(query, series)
+            cursor = await self._buckets.aggregate(listing_pipeline(query, series), **options)
             try:
                 await _feed(merge, cursor)
             finally:
@@ -170,7 +180,7 @@ class MongoBucketStore:
         key: SeriesKey = (metric.name, metric.tags)
         millis = to_millis(metric.timestamp)
         after = Metric(id_, metric.name, metric.tags, metric.value, metric.timestamp)
-        async with unavailable_when_unreachable("replace"):
+        async with unavailable_when_unreachable("replace"), self._edit_lock(id_):
             for attempt in range(_EDIT_ATTEMPTS):
                 found = await self._locate(id_)
                 if found is None:
@@ -189,7 +199,7 @@ class MongoBucketStore:
         raise StorageUnavailable("the metric kept changing under concurrent edits; retry")
 
     async def delete(self, id_: str) -> Metric | None:
-        async with unavailable_when_unreachable("delete"):
+        async with unavailable_when_unreachable("delete"), self._edit_lock(id_):
             for attempt in range(_EDIT_ATTEMPTS):
                 found = await self._locate(id_)
                 if found is None:
@@ -201,6 +211,12 @@ class MongoBucketStore:
                     return before
                 await _back_off(attempt)
         raise StorageUnavailable("the metric kept changing under concurrent edits; retry")
+
+    def _edit_lock(self, id_: str) -> asyncio.Lock:
+        """Edits in one worker of points likely in one bucket (one series) take turns: the rev check alone
+        would make many of them retry, each round letting one through. Other workers are kept apart by it."""
+        slot = decode_point_id(id_)
+        return self._edit_locks[hash(slot.series if slot is not None else id_) % len(self._edit_locks)]
 
     async def _locate(self, id_: str) -> Located | None:
         """The decoded slot, else where `moved` says a PUT put it, else (24 hex) the migrated slot."""
@@ -221,10 +237,14 @@ class MongoBucketStore:
 
     async def _in_bucket(self, id_: str, slot: PointId, moved_from: PointId | None) -> Located | None:
         """The bucket of `slot`'s series holding the point (slot's millis and seq) whose id is `id_`."""
+        if slot.millis > _LAST_MILLIS:
+            return None
         at = from_millis(slot.millis)
         holding: Document = {"series": slot.series}
-        holding.update(end={"$gte": at, "$lte": at + SPAN}, start={"$lte": at, "$gte": at - SPAN})
-        cursor = self._buckets.find(holding).sort("end", ASCENDING).hint("series_end").batch_size(2)
+        holding.update(end={"$gte": at, "$lte": _plus_span(at)}, start={"$lte": at, "$gte": at - SPAN})
+        cursor = self._buckets.find(holding).sort("end", ASCENDING).batch_size(2)
+        if self._indexed:
+            cursor.hint("series_end")
         async with cursor:
             async for doc in cursor:
                 columns = decode_columns(doc)
@@ -328,7 +348,7 @@ def bucket_filter(query: MetricQuery, series: set[int] | None) -> Document:
         found["end"] = {"$gte": first}
         found["start"] = {"$gte": first - SPAN}
     if last is not None:
-        found.setdefault("end", {})["$lte"] = last + SPAN
+        found.setdefault("end", {})["$lte"] = _plus_span(last)
         found.setdefault("start", {})["$lte"] = last
     bounds = query.values.bounds()
     # A bucket's min and max hold for each of its points, so these skip buckets without a point in range.
@@ -354,5 +374,10 @@ async def _feed(merge: PageMerge, cursor: AsyncCommandCursor[Document]) -> None:
         cursor.batch_size(min(_MAX_BATCH, max(_FIRST_BATCH, buckets, math.ceil(wanted * buckets / max(points, 1)))))
 
 
+def _plus_span(moment: datetime) -> datetime:
+    return from_millis(min(to_millis(moment) + MAX_SPAN_MS, _LAST_MILLIS))
+
+
 async def _back_off(attempt: int) -> None:
-    await asyncio.sleep(_EDIT_BACKOFF_SECONDS * (attempt + 1))
+    """Randomised, so edits from several workers that met once do not meet again at every retry."""
+    await asyncio.sleep(_EDIT_BACKOFF_SECONDS * random.uniform(1, 2**attempt))
