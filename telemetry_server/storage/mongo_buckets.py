@@ -44,13 +44,11 @@ from telemetry_server.storage.mongo import Document, unavailable_when_unreachabl
 from telemetry_server.storage.mongo_series import SeriesKey, SeriesRegistry
 from telemetry_server.storage.series_index import Series
 
+# No index on `start`: two more cost a third of the insert rate of small buckets (measured), and sort=asc is
+# served by `end` (PageMerge.edge).
 INDEXES = [
     IndexModel([("series", ASCENDING), ("end", DESCENDING)], name="series_end"),
     IndexModel([("end", DESCENDING)], name="end"),
-    # sort=asc reads buckets oldest `start` first: only an index on `start` gives that order without a sort of
-    # every candidate bucket (one index entry per bucket, so a small cost per point).
-    IndexModel([("series", ASCENDING), ("start", ASCENDING)], name="series_start"),
-    IndexModel([("start", ASCENDING)], name="start"),
 ]
 SPAN = timedelta(milliseconds=MAX_SPAN_MS)
 # The last moment a datetime holds: an id may name a later one (its millis are a u48), which no point has.
@@ -158,14 +156,24 @@ class MongoBucketStore:
             if series is not None and not series:
                 return []
             merge = PageMerge(query, index.get)
-            options: Document = {"batchSize": _FIRST_BATCH}
-            if self._indexed:
-                options["hint"] = listing_hint(query, series)
-            cursor = await self._buckets.aggregate(listing_pipeline(query, series), **options)
+            found = bucket_filter(query, series)
+            hint = "end" if series is None else "series_end"
+            options: Document = {"batchSize": _FIRST_BATCH, "hint": hint} if self._indexed else {}
+            order = -1 if query.order is SortOrder.DESC else 1
+            pipeline = [{"$match": found}, {"$sort": {"end": order}}, {"$project": _LISTING_FIELDS}]
+            cursor = await self._buckets.aggregate(pipeline, **options)
             try:
-                await _feed(merge, cursor)
+                last_end = await _feed(merge, cursor)
             finally:
                 await cursor.close()
+            edge = merge.edge()
+            if last_end is not None and edge is not None:  # sort=asc, page filled: the buckets overlapping it
+                overlapping = self._buckets.find(overlap_filter(found, last_end, edge), _LISTING_FIELDS)
+                if self._indexed:
+                    overlapping.hint(hint)
+                async with overlapping:
+                    async for doc in overlapping:
+                        merge.add(doc)
         return merge.finish()
 
     # By id
@@ -314,20 +322,6 @@ class MongoBucketStore:
         raise StorageUnavailable("the moved metric's old copy kept changing under concurrent edits; retry")
 
 
-def listing_pipeline(query: MetricQuery, series: set[int] | None) -> list[Document]:
-    """The buckets that may hold points of the page, in reading order, with the fields a listing decodes."""
-    return [
-        {"$match": bucket_filter(query, series)},
-        {"$sort": {"end": -1} if query.order is SortOrder.DESC else {"start": 1}},
-        {"$project": _LISTING_FIELDS},
-    ]
-
-
-def listing_hint(query: MetricQuery, series: set[int] | None) -> str:
-    field = "end" if query.order is SortOrder.DESC else "start"
-    return field if series is None else f"series_{field}"
-
-
 def bucket_filter(query: MetricQuery, series: set[int] | None) -> Document:
     """Buckets overlapping the points a page may hold: the window, the cursor's side of it, the value bounds.
 
@@ -361,17 +355,34 @@ def bucket_filter(query: MetricQuery, series: set[int] | None) -> Document:
     return found
 
 
-async def _feed(merge: PageMerge, cursor: AsyncCommandCursor[Document]) -> None:
-    """Add buckets until the page is full; each later batch sized for the points still wanted."""
+def overlap_filter(found: Document, last_end: datetime, edge: int) -> Document:
+    """sort=asc: of the buckets `found` selects, those not read yet (ending at or after the last read; one read
+    again adds nothing) that start at or before `edge`, so may hold a point of the page."""
+    at = from_millis(edge)
+    end = dict(found.get("end", {}))
+    end["$gte"] = max(end.get("$gte", last_end), last_end)
+    end["$lte"] = min(end.get("$lte", _plus_span(at)), _plus_span(at))
+    start = dict(found.get("start", {}))
+    start["$lte"] = min(start.get("$lte", at), at)
+    return {**found, "end": end, "start": start}
+
+
+async def _feed(merge: PageMerge, cursor: AsyncCommandCursor[Document]) -> datetime | None:
+    """Add buckets until the page is full (sort=desc) or could be (sort=asc: then the end of the last bucket
+    read is returned); each later batch sized for the points still wanted."""
     points = buckets = 0
     async for doc in cursor:
         merge.add(doc)
         if merge.full:
-            return
+            return None
+        if merge.edge() is not None and not merge.releasing:
+            last_end: datetime = doc["end"]
+            return last_end
         points += doc["count"]
         buckets += 1
         wanted = merge.missing + 1
         cursor.batch_size(min(_MAX_BATCH, max(_FIRST_BATCH, buckets, math.ceil(wanted * buckets / max(points, 1)))))
+    return None
 
 
 def _plus_span(moment: datetime) -> datetime:
