@@ -98,15 +98,11 @@ class MongoBucketStore:
         self._seqs: SeqCounter | None = None
         self._new_writer = asyncio.Lock()
         self._edit_locks = [asyncio.Lock() for _ in range(_EDIT_LOCKS)]
-        # Reads name the index to use (the planner may pick the other one and scan a series' whole past), but
-        # only once it exists: a hint of a missing index is an error, and indexes are built after startup.
-        self._indexed = False
 
     async def ensure_indexes(self) -> None:
         await self.registry.ensure_indexes()
         async with unavailable_when_unreachable("creating bucket indexes"):
             await self._buckets.create_indexes(INDEXES)
-        self._indexed = True
 
     async def ping(self) -> None:
         async with unavailable_when_unreachable("ping"):
@@ -157,11 +153,9 @@ class MongoBucketStore:
                 return []
             merge = PageMerge(query, index.get)
             found = bucket_filter(query, series)
-            hint = "end" if series is None else "series_end"
-            options: Document = {"batchSize": _FIRST_BATCH, "hint": hint} if self._indexed else {}
             order = -1 if query.order is SortOrder.DESC else 1
             pipeline = [{"$match": found}, {"$sort": {"end": order}}, {"$project": _LISTING_FIELDS}]
-            cursor = await self._buckets.aggregate(pipeline, **options)
+            cursor = await self._buckets.aggregate(pipeline, batchSize=_FIRST_BATCH)
             try:
                 last_end = await _feed(merge, cursor)
             finally:
@@ -169,8 +163,6 @@ class MongoBucketStore:
             edge = merge.edge()
             if last_end is not None and edge is not None:  # sort=asc, page filled: the buckets overlapping it
                 overlapping = self._buckets.find(overlap_filter(found, last_end, edge), _LISTING_FIELDS)
-                if self._indexed:
-                    overlapping.hint(hint)
                 async with overlapping:
                     async for doc in overlapping:
                         merge.add(doc)
@@ -251,8 +243,6 @@ class MongoBucketStore:
         holding: Document = {"series": slot.series}
         holding.update(end={"$gte": at, "$lte": _plus_span(at)}, start={"$lte": at, "$gte": at - SPAN})
         cursor = self._buckets.find(holding).sort("end", ASCENDING).batch_size(2)
-        if self._indexed:
-            cursor.hint("series_end")
         async with cursor:
             async for doc in cursor:
                 columns = decode_columns(doc)
