@@ -21,8 +21,6 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any, NamedTuple
 
-from bson import Binary
-
 from telemetry_server.models.point_id import PointId
 from telemetry_server.models.timestamps import EARLIEST
 
@@ -95,11 +93,13 @@ class Columns:
         return alias if alias is not None else PointId(series, self.millis[index], self.seqs[index]).encode()
 
 
-def _pack(column: array[Any]) -> Binary:
+def _pack(column: array[Any]) -> bytes:
+    # bytes are stored as BSON binary subtype 0, exactly as Binary(...) is, and cost a fifth of building one
+    # (a bucket of one point, as a batch over many series writes, spent a quarter of its time there).
     if not _LITTLE:
         column = array(column.typecode, column)
         column.byteswap()
-    return Binary(column.tobytes())
+    return column.tobytes()
 
 
 def _unpack(typecode: str, raw: bytes) -> array[Any]:
