@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import sys
 from array import array
+from bisect import bisect_left, bisect_right
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
@@ -83,8 +84,9 @@ class Columns:
 
     def index_of(self, millis: int, seq: int) -> int | None:
         """The position of the point (millis, seq), or None when the bucket does not hold it."""
-        for index, (at, number) in enumerate(zip(self.millis, self.seqs, strict=True)):
-            if at == millis and number == seq:
+        # The columns are in (ts, seq) order: only the points of that millisecond need looking at.
+        for index in range(bisect_left(self.millis, millis), bisect_right(self.millis, millis)):
+            if self.seqs[index] == seq:
                 return index
         return None
 
