@@ -54,9 +54,11 @@ SPAN = timedelta(milliseconds=MAX_SPAN_MS)
 # The last moment a datetime holds: an id may name a later one (its millis are a u48), which no point has.
 _LAST_MILLIS = to_millis(datetime.max.replace(tzinfo=UTC))
 _LISTING_FIELDS = {"series": 1, "start": 1, "end": 1, "count": 1, "ts": 1, "v": 1, "seq": 1, "alias": 1, "replaces": 1}
-# The first batch of a listing is small (a full bucket is ~20 KiB); later ones are sized from the points per
-# bucket seen so far, so a listing over many small buckets needs few round trips.
+# The first batch of a listing is small (a full bucket is ~20 KiB): one bucket per series it reads (the newest
+# page usually takes from each), within these bounds; later ones are sized from the points per bucket seen so
+# far, so a listing over many small buckets needs few round trips.
 _FIRST_BATCH = 4
+_FIRST_BATCH_MAX = 32
 _MAX_BATCH = 256
 # An edit that keeps meeting a concurrent one (another edit, a compaction's claim) gives up after this many
 # rounds with a 503: the client may retry, nothing was half done.
@@ -155,7 +157,8 @@ class MongoBucketStore:
             found = bucket_filter(query, series)
             order = -1 if query.order is SortOrder.DESC else 1
             pipeline = [{"$match": found}, {"$sort": {"end": order}}, {"$project": _LISTING_FIELDS}]
-            cursor = await self._buckets.aggregate(pipeline, batchSize=_FIRST_BATCH)
+            first = _FIRST_BATCH if series is None else min(max(_FIRST_BATCH, len(series) + 1), _FIRST_BATCH_MAX)
+            cursor = await self._buckets.aggregate(pipeline, batchSize=first)
             try:
                 last_end = await _feed(merge, cursor)
             finally:
@@ -242,13 +245,20 @@ class MongoBucketStore:
         at = from_millis(slot.millis)
         holding: Document = {"series": slot.series}
         holding.update(end={"$gte": at, "$lte": _plus_span(at)}, start={"$lte": at, "$gte": at - SPAN})
-        cursor = self._buckets.find(holding).sort("end", ASCENDING).batch_size(2)
+        # The first bucket ending at or after the point nearly always holds it: one document for the engine to
+        # find, where a cursor over them all made it read each one the index range holds (a third of the rate).
+        first = await self._buckets.find_one(holding, sort=[("end", ASCENDING)])
+        if first is None:
+            return None
+        found = _holding(first, id_, slot, moved_from)
+        if found is not None:
+            return found
+        cursor = self._buckets.find({**holding, "_id": {"$ne": first["_id"]}}).sort("end", ASCENDING).batch_size(2)
         async with cursor:
-            async for doc in cursor:
-                columns = decode_columns(doc)
-                index = columns.index_of(slot.millis, slot.seq)
-                if index is not None and columns.point_id(slot.series, index) == id_:
-                    return Located(doc, columns, index, moved_from)
+            async for doc in cursor:  # buckets overlapping in time: a late batch, a compaction under way
+                found = _holding(doc, id_, slot, moved_from)
+                if found is not None:
+                    return found
         return None
 
     async def _metric(self, id_: str, found: Located) -> Metric:
@@ -343,6 +353,14 @@ def bucket_filter(query: MetricQuery, series: set[int] | None) -> Document:
         if bound is not None:
             found.setdefault(field, {})[op] = bound
     return found
+
+
+def _holding(doc: Document, id_: str, slot: PointId, moved_from: PointId | None) -> Located | None:
+    columns = decode_columns(doc)
+    index = columns.index_of(slot.millis, slot.seq)
+    if index is None or columns.point_id(slot.series, index) != id_:
+        return None
+    return Located(doc, columns, index, moved_from)
 
 
 def overlap_filter(found: Document, last_end: datetime, edge: int) -> Document:
