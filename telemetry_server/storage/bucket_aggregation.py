@@ -1,0 +1,279 @@
+"""BucketAggregationStore: aggregates over bucket summaries, decoding only the buckets a summary cannot answer.
+
+An aggregate is two reads and one fold (models/aggregate_fold.py):
+1. the filter becomes series ids (the series index, after `refresh`), then the summaries of the buckets that
+   overlap the window are read without their columns;
+2. a summary wholly inside the window and one time bin, with every value past the value filter, enters the
+   fold as it is; the columns of the others (the window's edges; every bucket for a percentile) are read
+   by `_id` and their points enter one by one.
+
+The seam for other sources of summaries (the rollups, `rollups_1m`/`rollups_1h`, shaped as `Summary`):
+`_heads` yields what the fold may take whole; a source that covers part of the window adds its `Summary`
+units there (`fold.add_summary` checks each against the window and the bins) and the bucket read is narrowed
+to the rest of the window.
+
+Compaction (docs/storage-design.md, "As built") may show a merged bucket beside its sources: a bucket named
+in a `replaces` seen is skipped, and a merged bucket that overlaps another bucket of its series (a source its
+compactor has not deleted yet) has both decoded, its points counted once by (series, ts, seq). A bucket that
+vanishes between the two reads (compacted, emptied) restarts the aggregate.
+"""
+
+from __future__ import annotations
+
+import time
+from array import array
+from collections import defaultdict
+from collections.abc import AsyncGenerator, Sequence
+from contextlib import aclosing
+from dataclasses import dataclass
+from typing import Any
+
+from pymongo.asynchronous.database import AsyncDatabase
+
+from telemetry_server.errors import QueryTimedOut, QueryTooLarge, StorageUnavailable
+from telemetry_server.models.aggregate_fold import AggregateFold, AggregatePlan, Group, from_millis, group_keys
+from telemetry_server.models.aggregate_rows import Point, Row
+from telemetry_server.models.aggregation import AggregateQuery
+from telemetry_server.storage.bucket_columns import Columns, Summary, decode_columns, to_millis
+from telemetry_server.storage.mongo import Document, unavailable_when_unreachable
+from telemetry_server.storage.mongo_series import SeriesRegistry
+
+# Percentiles are exact, so they hold every value of the window: 8 bytes each, and sorting a group briefly
+# costs ~32 bytes per value more (Python floats). A million values is ~40 MB at the peak.
+MAX_PERCENTILE_VALUES = 1_000_000
+_ATTEMPTS = 3  # reads restarted because a bucket vanished between them, before the client is told to retry
+_HEAD_FIELDS = {"series": 1, "start": 1, "end": 1, "count": 1, "sum": 1, "min": 1, "max": 1, "replaces": 1}
+_COLUMN_FIELDS = {"series": 1, "ts": 1, "v": 1, "seq": 1}
+# One reply holds every summary of an ordinary window, so a compaction finishing in the middle of the read
+# cannot hide both a merged bucket and its sources (each summary is ~150 bytes of BSON).
+_HEAD_BATCH = 50_000
+
+
+class _BucketVanished(Exception):
+    """A bucket whose summary was read is gone when its columns are fetched: read again."""
+
+
+@dataclass(frozen=True, slots=True)
+class BucketHead:
+    """A bucket as read without its columns."""
+
+    id: Any
+    summary: Summary
+    replaces: frozenset[Any] = frozenset()
+
+
+@dataclass(slots=True)
+class BucketSplit:
+    """The buckets of a window: summaries to take whole, and buckets to decode (some to be deduplicated)."""
+
+    whole: list[BucketHead]
+    decode: list[Any]
+    overlapping: set[Any]  # decoded buckets whose points are counted once by (series, ts, seq)
+
+
+def to_head(doc: Document) -> BucketHead:
+    summary = Summary(
+        doc["series"], to_millis(doc["start"]), to_millis(doc["end"]), doc["count"], doc["sum"], doc["min"], doc["max"]
+    )
+    return BucketHead(doc["_id"], summary, frozenset(doc.get("replaces") or ()))
+
+
+def split_buckets(heads: Sequence[BucketHead], plan: AggregatePlan) -> BucketSplit:
+    """Which buckets enter whole and which are decoded; a bucket a merged one replaces is left out."""
+    replaced = set().union(*(head.replaces for head in heads))
+    by_series: dict[int, list[BucketHead]] = defaultdict(list)
+    for head in heads:
+        unit = head.summary
+        if head.id not in replaced and plan.overlaps(unit.start_ms, unit.end_ms):
+            by_series[unit.series].append(head)
+    overlapping = set().union(*(_overlapping_merges(series_heads) for series_heads in by_series.values()))
+    split = BucketSplit([], [], overlapping)
+    for series_heads in by_series.values():
+        for head in series_heads:
+            unit = head.summary
+            if head.id not in overlapping and plan.whole(unit.start_ms, unit.end_ms, unit.min, unit.max):
+                split.whole.append(head)
+            else:
+                split.decode.append(head.id)
+    return split
+
+
+def _overlapping_merges(heads: list[BucketHead]) -> set[Any]:
+    """Buckets of one series whose spans overlap where one of the two is a merged bucket: they may share
+    points (a source whose compactor stopped before deleting it). Buckets of plain writes never do."""
+    ordered = sorted(heads, key=lambda head: head.summary.start_ms)
+    found: set[Any] = set()
+    for position, head in enumerate(ordered):
+        for later in ordered[position + 1 :]:
+            if later.summary.start_ms > head.summary.end_ms:
+                break
+            if head.replaces or later.replaces:
+                found |= {head.id, later.id}
+    return found
+
+
+def bucket_filter(series: set[int] | None, plan: AggregatePlan) -> Document:
+    """Buckets that may hold points of the window; with a value filter, only those whose values can pass."""
+    match: Document = {}
+    if series is not None:
+        match["series"] = {"$in": sorted(series)}
+    if plan.low is not None:
+        match["end"] = {"$gte": from_millis(plan.low)}
+    if plan.high is not None:
+        match["start"] = {"$lt": from_millis(plan.high)}
+    values = plan.query.values
+    above = {op: bound for op, bound in (("$gt", values.gt), ("$gte", values.gte)) if bound is not None}
+    below = {op: bound for op, bound in (("$lt", values.lt), ("$lte", values.lte)) if bound is not None}
+    if above:
+        match["max"] = above
+    if below:
+        match["min"] = below
+    return match
+
+
+class BucketAggregationStore:
+    """Reads the `buckets` collection through the worker's client, which the metric store owns and closes."""
+
+    def __init__(
+        self, database: AsyncDatabase[Document], registry: SeriesRegistry, max_values: int = MAX_PERCENTILE_VALUES
+    ) -> None:
+        self._buckets = database["buckets"]
+        self._registry = registry
+        self._max_values = max_values
+
+    def operators(self, query: AggregateQuery) -> frozenset[str]:
+        return frozenset()  # no pipeline: nothing an engine could refuse
+
+    async def aggregate(self, query: AggregateQuery, max_rows: int, time_limit: float | None = None) -> list[Row]:
+        """Ranked rows; without `top`, at most `max_rows + 1` (one more than allowed says there are too many)."""
+        deadline = None if time_limit is None else time.monotonic() + time_limit
+        for _ in range(_ATTEMPTS):
+            left = None if deadline is None else deadline - time.monotonic()
+            try:
+                async with unavailable_when_unreachable("aggregation", left):
+                    fold = await self._fold(query, max_rows, deadline)
+            except _BucketVanished:
+                continue
+            rows = fold.rows()
+            return rows if query.top is not None else rows[: max_rows + 1]
+        raise StorageUnavailable("the buckets of this window kept changing during the aggregate (compaction)")
+
+    async def _fold(self, query: AggregateQuery, max_rows: int, deadline: float | None) -> AggregateFold:
+        fold = AggregateFold(query)
+        series = await self._series(query)
+        if series is not None and not series:
+            return fold
+        heads = [to_head(doc) for doc in await self._heads(series, fold.plan)]
+        split = split_buckets(heads, fold.plan)
+        groups = await self._groups_of(query, {head.summary.series for head in heads})
+        for head in split.whole:
+            unit = head.summary
+            fold.add_summary(groups(unit.series), unit.start_ms, unit.end_ms, unit.count, unit.sum, unit.min, unit.max)
+        if not split.decode or (query.top is None and len(fold) > max_rows):
+            return fold
+        async with aclosing(self._decoded(split.decode, split.overlapping)) as decoded:
+            async for series_id, columns in decoded:
+                fold.add_columns(groups(series_id), columns.millis, columns.values)
+                _check_progress(fold, deadline, self._max_values)
+                if query.top is None and len(fold) > max_rows:
+                    break
+        return fold
+
+    async def _decoded(self, ids: list[Any], overlapping: set[Any]) -> AsyncGenerator[tuple[int, Columns]]:
+        """The columns of buckets `ids`, those in `overlapping` less the points already given (by ts, seq)."""
+        seen: dict[int, set[tuple[int, int]]] = defaultdict(set)
+        decoded = 0
+        async for doc in self._buckets.find({"_id": {"$in": ids}}, _COLUMN_FIELDS):
+            decoded += 1
+            columns = decode_columns(doc)
+            if doc["_id"] in overlapping:
+                columns = _unseen(columns, seen[doc["series"]])
+            yield doc["series"], columns
+        if decoded < len(ids):
+            raise _BucketVanished
+
+    async def _series(self, query: AggregateQuery) -> set[int] | None:
+        """The series the filter selects (None: every series), as of every write acknowledged before now."""
+        if query.name is None and query.name_prefix is None and not query.tags:
+            return None  # no filter to resolve (groups, when asked for, are looked up in `_groups_of`)
+        await self._registry.refresh()
+        return self._registry.index.match(query.name, query.name_prefix, query.tags)
+
+    async def _heads(self, series: set[int] | None, plan: AggregatePlan) -> list[Document]:
+        cursor = self._buckets.find(bucket_filter(series, plan), _HEAD_FIELDS, batch_size=_HEAD_BATCH)
+        return [doc async for doc in cursor]
+
+    async def _groups_of(self, query: AggregateQuery, series: set[int]) -> _GroupsOf:
+        """The groups of each series' points, from the series index (never from the points)."""
+        index = self._registry.index
+        if query.group_by is not None and any(one not in index for one in series):
+            await self._registry.refresh()  # series created since the index was last brought up to date
+        return _GroupsOf(self._registry, query.group_by)
+
+    async def points(self, query: AggregateQuery, max_points: int, time_limit: float | None = None) -> list[Point]:
+        """At most `max_points + 1` points (one more than allowed tells the caller there are too many)."""
+        plan = AggregatePlan(query)
+        series = await self._series(query)
+        if series is not None and not series:
+            return []
+        points: list[Point] = []
+        async with unavailable_when_unreachable("fetch of points", time_limit):
+            split = split_buckets([to_head(doc) for doc in await self._heads(series, plan)], plan)
+            await self._registry.refresh()
+            index, accepts = self._registry.index, plan.accepts
+            ids = [head.id for head in split.whole] + split.decode
+            async with aclosing(self._decoded(ids, split.overlapping)) as decoded:
+                async for series_id, columns in decoded:
+                    known = index.get(series_id)
+                    name, tags = (known.name, known.tags) if known is not None else ("", ())
+                    for _, start, stop in plan.runs(columns.millis):
+                        for at, value in zip(columns.millis[start:stop], columns.values[start:stop], strict=True):
+                            if accepts is None or accepts(value):
+                                points.append(Point(from_millis(at), value, name, tags))
+                    if len(points) > max_points:
+                        return points[: max_points + 1]
+        return points
+
+    async def metric_names(self) -> list[str]:
+        await self._registry.refresh()
+        return self._registry.index.names()
+
+
+class _GroupsOf:
+    """Series id → the groups its points count in, remembered for the query."""
+
+    def __init__(self, registry: SeriesRegistry, group_by: str | None) -> None:
+        self._index = registry.index
+        self._group_by = group_by
+        self._known: dict[int, list[Group]] = {}
+
+    def __call__(self, series: int) -> list[Group]:
+        if self._group_by is None:
+            return [None]
+        groups = self._known.get(series)
+        if groups is None:
+            found = self._index.get(series)
+            groups = [] if found is None else group_keys(found.name, found.tags, self._group_by)
+            self._known[series] = groups
+        return groups
+
+
+def _unseen(columns: Columns, seen: set[tuple[int, int]]) -> Columns:
+    """The points of `columns` not in `seen` (by timestamp and seq), which they are added to."""
+    keep = [i for i, point in enumerate(zip(columns.millis, columns.seqs, strict=True)) if point not in seen]
+    seen.update(zip(columns.millis, columns.seqs, strict=True))
+    return Columns(
+        array("q", (columns.millis[i] for i in keep)),
+        array("d", (columns.values[i] for i in keep)),
+        array("Q", (columns.seqs[i] for i in keep)),
+    )
+
+
+def _check_progress(fold: AggregateFold, deadline: float | None, max_values: int) -> None:
+    if deadline is not None and time.monotonic() > deadline:
+        raise QueryTimedOut("the aggregation ran past its time limit")
+    if fold.kept > max_values:
+        raise QueryTooLarge(
+            f"a percentile reads every value in its window, and this one holds more than {max_values}: "
+            "narrow the time window, or filter by name or tag"
+        )
