@@ -32,7 +32,7 @@ from pymongo.asynchronous.database import AsyncDatabase
 
 from telemetry_server.errors import QueryTimedOut, QueryTooLarge, StorageUnavailable
 from telemetry_server.models.aggregate_fold import AggregateFold, AggregatePlan, Group, from_millis, group_keys
-from telemetry_server.models.aggregate_rows import Point, Row
+from telemetry_server.models.aggregate_rows import Row
 from telemetry_server.models.aggregation import AggregateQuery
 from telemetry_server.storage.bucket_columns import Columns, Summary, decode_columns, to_millis
 from telemetry_server.storage.mongo import Document, unavailable_when_unreachable
@@ -141,9 +141,6 @@ class BucketAggregationStore:
         self._registry = registry
         self._max_values = max_values
 
-    def operators(self, query: AggregateQuery) -> frozenset[str]:
-        return frozenset()  # no pipeline: nothing an engine could refuse
-
     async def aggregate(self, query: AggregateQuery, max_rows: int, time_limit: float | None = None) -> list[Row]:
         """Ranked rows; without `top`, at most `max_rows + 1` (one more than allowed says there are too many)."""
         deadline = None if time_limit is None else time.monotonic() + time_limit
@@ -209,30 +206,6 @@ class BucketAggregationStore:
         if query.group_by is not None and any(one not in index for one in series):
             await self._registry.refresh()  # series created since the index was last brought up to date
         return _GroupsOf(self._registry, query.group_by)
-
-    async def points(self, query: AggregateQuery, max_points: int, time_limit: float | None = None) -> list[Point]:
-        """At most `max_points + 1` points (one more than allowed tells the caller there are too many)."""
-        plan = AggregatePlan(query)
-        series = await self._series(query)
-        if series is not None and not series:
-            return []
-        points: list[Point] = []
-        async with unavailable_when_unreachable("fetch of points", time_limit):
-            split = split_buckets([to_head(doc) for doc in await self._heads(series, plan)], plan)
-            await self._registry.refresh()
-            index, accepts = self._registry.index, plan.accepts
-            ids = [head.id for head in split.whole] + split.decode
-            async with aclosing(self._decoded(ids, split.overlapping)) as decoded:
-                async for series_id, columns in decoded:
-                    known = index.get(series_id)
-                    name, tags = (known.name, known.tags) if known is not None else ("", ())
-                    for _, start, stop in plan.runs(columns.millis):
-                        for at, value in zip(columns.millis[start:stop], columns.values[start:stop], strict=True):
-                            if accepts is None or accepts(value):
-                                points.append(Point(from_millis(at), value, name, tags))
-                    if len(points) > max_points:
-                        return points[: max_points + 1]
-        return points
 
     async def metric_names(self) -> list[str]:
         await self._registry.refresh()

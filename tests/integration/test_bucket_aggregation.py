@@ -1,4 +1,4 @@
-"""BucketAggregationStore on a real engine: every aggregate equals a point-by-point rollup of the same points.
+"""BucketAggregationStore on a real engine: every aggregate equals a point-by-point computation over the same points.
 
 Buckets are written as the store branch writes them (bucket_columns.bucket_document, series from
 SeriesRegistry.ids_for), in batches whose times interleave, so windows cut through buckets, buckets of one
@@ -21,13 +21,13 @@ from pymongo.asynchronous.database import AsyncDatabase
 
 from telemetry_server.errors import QueryTimedOut, QueryTooLarge
 from telemetry_server.models.aggregate_fold import from_millis
-from telemetry_server.models.aggregate_rows import Point, Row
+from telemetry_server.models.aggregate_rows import Row
 from telemetry_server.models.aggregation import AggregateFn, AggregateQuery, parse_aggregate_query
 from telemetry_server.models.point_id import SeqCounter
-from telemetry_server.services.rollup import rollup
 from telemetry_server.storage.bucket_aggregation import BucketAggregationStore
 from telemetry_server.storage.bucket_columns import Slot, bucket_document, seal, to_millis
 from telemetry_server.storage.mongo_series import SeriesRegistry
+from tests.brute_force import Reading, brute_force
 
 T0 = datetime(2026, 1, 5, 0, 0, tzinfo=UTC)
 SERIES = [
@@ -42,37 +42,14 @@ Document = dict[str, Any]
 
 
 class Stored:
-    """The points written, by series id, as a rollup reads them."""
+    """The points written, as readings of their series."""
 
     def __init__(self) -> None:
-        self.points: list[tuple[int, int, float]] = []  # (series, millis, value)
+        self.readings: list[Reading] = []
         self.series: dict[int, tuple[str, tuple[str, ...]]] = {}
 
-    def rollup(self, query: AggregateQuery) -> list[Row]:
-        def inside(at: datetime, value: float) -> bool:
-            bounds = query.values
-            return (
-                (query.start is None or at >= query.start)
-                and (query.end is None or at < query.end)
-                and (bounds.gt is None or value > bounds.gt)
-                and (bounds.gte is None or value >= bounds.gte)
-                and (bounds.lt is None or value < bounds.lt)
-                and (bounds.lte is None or value <= bounds.lte)
-            )
-
-        def selected(name: str, tags: tuple[str, ...]) -> bool:
-            return (
-                (query.name is None or name == query.name)
-                and (query.name_prefix is None or name.startswith(query.name_prefix))
-                and set(query.tags) <= set(tags)
-            )
-
-        points = [
-            Point(from_millis(at), value, *self.series[series])
-            for series, at, value in self.points
-            if selected(*self.series[series]) and inside(from_millis(at), value)
-        ]
-        return rollup(points, query)
+    def brute_force(self, query: AggregateQuery) -> list[Row]:
+        return brute_force(self.readings, query)
 
 
 async def write(database: AsyncDatabase[Document], stored: Stored) -> None:
@@ -91,7 +68,7 @@ async def write(database: AsyncDatabase[Document], stored: Stored) -> None:
         rng.shuffle(slots)  # batches of a group commit hold points of any time: buckets of a series overlap
         for start in range(0, len(slots), 300):
             docs += [bucket_document(series, bucket) for bucket in seal(slots[start : start + 300])]
-        stored.points += [(series, slot.millis, slot.value) for slot in slots]
+        stored.readings += [Reading(from_millis(slot.millis), slot.value, *key) for slot in slots]
     await database["buckets"].insert_many(docs)
 
 
@@ -182,13 +159,13 @@ QUERIES = [
 
 @pytest.mark.parametrize("params", QUERIES, ids=lambda params: "&".join(f"{k}={v}" for k, v in params))
 @pytest.mark.parametrize("window", ["cut", "open"])
-def test_aggregates_equal_a_rollup_of_the_points(
+def test_aggregates_equal_a_point_by_point_computation(
     mongo_uri: str, database_name: tuple[str, Stored], params: list[tuple[str, str]], window: str
 ) -> None:
     name, stored = database_name
     query = parse_aggregate_query([*(WINDOW if window == "cut" else []), *params], T0)
     (rows,) = run(mongo_uri, name, [query])
-    assert approx(rows) == approx(stored.rollup(query))
+    assert approx(rows) == approx(stored.brute_force(query))
 
 
 def test_random_windows_and_queries(mongo_uri: str, database_name: tuple[str, Stored]) -> None:
@@ -205,7 +182,7 @@ def test_random_windows_and_queries(mongo_uri: str, database_name: tuple[str, St
         params += rng.choice([[], [], [("value_gte", "50")]])
         queries.append(parse_aggregate_query(params, T0))
     for query, rows in zip(queries, run(mongo_uri, name, queries), strict=True):
-        assert approx(rows) == approx(stored.rollup(query)), query.url()
+        assert approx(rows) == approx(stored.brute_force(query)), query.url()
 
 
 def test_too_many_rows_are_cut_at_one_more_than_allowed(mongo_uri: str, database_name: tuple[str, Stored]) -> None:
@@ -228,9 +205,19 @@ def test_a_percentile_over_too_many_values_is_refused(mongo_uri: str, database_n
 def test_an_aggregate_past_its_time_limit_stops(mongo_uri: str, database_name: tuple[str, Stored]) -> None:
     name, _ = database_name
 
+    class SlowToRead(BucketAggregationStore):
+        async def _heads(self, series: set[int] | None, plan: Any) -> list[Document]:
+            heads = await super()._heads(series, plan)
+            await asyncio.sleep(0.5)  # the summaries took all the time there was
+            return heads
+
     async def go() -> None:
-        async with opened_store(mongo_uri, name) as store:
-            await store.aggregate(AggregateQuery(fn=AggregateFn.P50), 10_000, time_limit=0.000_001)
+        client: AsyncMongoClient[Document] = AsyncMongoClient(mongo_uri, tz_aware=True)
+        try:
+            store = SlowToRead(client[name], SeriesRegistry(client[name], 1000))
+            await store.aggregate(AggregateQuery(fn=AggregateFn.P50), 10_000, time_limit=0.4)
+        finally:
+            await client.close()
 
     with pytest.raises(QueryTimedOut):
         asyncio.run(go())
@@ -243,7 +230,7 @@ def test_a_bucket_compacted_between_the_two_reads_restarts_the_aggregate(
     name, stored = database_name
     start = T0 + timedelta(minutes=7)
     query = AggregateQuery(fn=AggregateFn.SUM, name="cpu.load", group_by="host", start=start)
-    expected = approx(stored.rollup(query))
+    expected = approx(stored.brute_force(query))
 
     class CompactingMidway(BucketAggregationStore):
         reads = 0
@@ -280,19 +267,6 @@ def test_metric_names_come_from_the_series(mongo_uri: str, database_name: tuple[
 
     async def go() -> list[str]:
         async with opened_store(mongo_uri, name) as store:
-            assert store.operators(AggregateQuery(fn=AggregateFn.P95)) == frozenset()
             return await store.metric_names()
 
     assert asyncio.run(go()) == ["cpu.load", "ev.login", "ev.logout", "ev.signup"]
-
-
-def test_points_are_those_of_the_window(mongo_uri: str, database_name: tuple[str, Stored]) -> None:
-    name, stored = database_name
-    query = parse_aggregate_query([*WINDOW, ("fn", "p50"), ("name_prefix", "ev."), ("group_by", "name")], T0)
-
-    async def go() -> list[Point]:
-        async with opened_store(mongo_uri, name) as store:
-            return await store.points(query, 1_000_000)
-
-    points = asyncio.run(go())
-    assert approx(rollup(points, query)) == approx(stored.rollup(query))

@@ -1,4 +1,5 @@
-"""The aggregate fold: summaries whole, edge points decoded, bins across DST, against a point-by-point rollup."""
+"""The aggregate fold: nearest-rank percentiles, local wall-clock bins (across DST too), tag groups, ranking,
+and summaries taken whole beside decoded edges, against a point-by-point computation."""
 
 from __future__ import annotations
 
@@ -14,20 +15,63 @@ from telemetry_server.models.aggregate_fold import (
     bucket_start,
     from_millis,
     group_keys,
+    nearest_rank,
 )
-from telemetry_server.models.aggregate_rows import Point, Row
+from telemetry_server.models.aggregate_rows import Row
 from telemetry_server.models.aggregation import BUCKET_SIZES, AggregateFn, AggregateQuery, Bucket, BucketUnit
 from telemetry_server.models.metric_query import SortOrder
 from telemetry_server.models.timestamps import EARLIEST
 from telemetry_server.models.value_range import ValueRange
-from telemetry_server.services.rollup import rollup
+from tests.brute_force import Reading, brute_force
 
 T0 = datetime(2026, 3, 29, 0, 0, tzinfo=UTC)  # Europe's spring change is at 01:00 UTC this day
 MINUTE = 60_000
+NOW = datetime(2026, 11, 27, 15, 30, 12, 345000, tzinfo=UTC)
 
 
 def millis(moment: datetime) -> int:
     return (moment - EARLIEST) // timedelta(milliseconds=1)
+
+
+@pytest.mark.parametrize(
+    ("percentile", "values", "expected"),
+    [(50, [1.0], 1.0), (50, [1.0, 2.0], 1.0), (50, [1.0, 2.0, 3.0], 2.0), (90, list(map(float, range(1, 11))), 9.0),
+     (95, list(map(float, range(1, 21))), 19.0), (99, list(map(float, range(1, 101))), 99.0),
+     (99, list(map(float, range(1, 102))), 100.0)],
+)  # fmt: skip
+def test_nearest_rank(percentile: int, values: list[float], expected: float) -> None:
+    assert nearest_rank(values, percentile) == expected
+
+
+def test_buckets_follow_the_local_wall_clock() -> None:
+    at = datetime(2026, 11, 27, 15, 44, 59, tzinfo=UTC)
+    assert bucket_start(at, Bucket(15, BucketUnit.MINUTE), UTC) == datetime(2026, 11, 27, 15, 30, tzinfo=UTC)
+    kolkata = bucket_start(at, Bucket(1, BucketUnit.HOUR), ZoneInfo("Asia/Kolkata"))
+    assert kolkata == datetime(2026, 11, 27, 15, 30, tzinfo=UTC)
+    paris_day = bucket_start(at, Bucket(1, BucketUnit.DAY), ZoneInfo("Europe/Paris"))
+    assert paris_day == datetime(2026, 11, 26, 23, 0, tzinfo=UTC)
+
+
+def fold_readings(readings: list[Reading], query: AggregateQuery) -> list[Row]:
+    fold = AggregateFold(query)
+    for reading in readings:
+        fold.add_columns(
+            group_keys(reading.name, reading.tags, query.group_by), [millis(reading.timestamp)], [reading.value]
+        )
+    return fold.rows()
+
+
+def test_groups_by_tag_value_and_ranks() -> None:
+    readings = [
+        Reading(NOW, 1.0, "a", ("host:x",)),
+        Reading(NOW, 5.0, "a", ("host:y",)),
+        Reading(NOW, 3.0, "a", ("host:x", "host:z")),
+        Reading(NOW, 9.0, "a", ()),
+    ]
+    query = AggregateQuery(fn=AggregateFn.MAX, group_by="host", top=2)
+    assert fold_readings(readings, query) == [Row(5.0, 1, None, "y"), Row(3.0, 2, None, "x")]
+    counted = fold_readings(readings, AggregateQuery(fn=AggregateFn.COUNT))
+    assert counted == [Row(4, 4)]
 
 
 CHANGES = [  # (zone, an offset change there)
@@ -171,27 +215,14 @@ def fold_buckets(query: AggregateQuery, buckets: dict[int, list[list[tuple[int, 
     return fold.rows(), summaries
 
 
-def passes(value: float, bounds: ValueRange) -> bool:
-    checks = [
-        bounds.gt is None or value > bounds.gt,
-        bounds.gte is None or value >= bounds.gte,
-        bounds.lt is None or value < bounds.lt,
-        bounds.lte is None or value <= bounds.lte,
-    ]
-    return all(checks)
-
-
-def brute_force(query: AggregateQuery, buckets: dict[int, list[list[tuple[int, float]]]]) -> list[Row]:
-    points = [
-        Point(from_millis(at), value, *SERIES[series])
+def brute(query: AggregateQuery, buckets: dict[int, list[list[tuple[int, float]]]]) -> list[Row]:
+    readings = [
+        Reading(from_millis(at), value, *SERIES[series])
         for series, series_buckets in buckets.items()
         for bucket in series_buckets
         for at, value in bucket
-        if query.start is None or from_millis(at) >= query.start
-        if query.end is None or from_millis(at) < query.end
-        if passes(value, query.values)
     ]
-    return rollup(points, query)
+    return brute_force(readings, query)
 
 
 def approx_rows(rows: list[Row]) -> list[object]:
@@ -218,7 +249,7 @@ def test_summaries_and_edges_fold_to_what_single_points_give(seed: int) -> None:
         tz=zone,
     )
     rows, _ = fold_buckets(query, buckets)
-    assert approx_rows(rows) == approx_rows(brute_force(query, buckets)), query
+    assert approx_rows(rows) == approx_rows(brute(query, buckets)), query
 
 
 def test_a_window_of_whole_buckets_reads_no_point() -> None:
@@ -226,4 +257,4 @@ def test_a_window_of_whole_buckets_reads_no_point() -> None:
     query = AggregateQuery(fn=AggregateFn.AVG, group_by="name")
     rows, summaries = fold_buckets(query, buckets)
     assert summaries == sum(len(b) for b in buckets.values())
-    assert approx_rows(rows) == approx_rows(brute_force(query, buckets))
+    assert approx_rows(rows) == approx_rows(brute(query, buckets))
