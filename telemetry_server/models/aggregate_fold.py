@@ -93,6 +93,7 @@ class AggregatePlan:
         self.low = None if query.start is None else ceil_millis(query.start)  # first ms inside
         self.high = None if query.end is None else ceil_millis(query.end)  # first ms past the end
         self.accepts = value_test(query.values) if query.values.bounded else None
+        self._percentile = query.fn.percentile is not None  # no summary answers it
         self._bucket = query.bucket
         self._zone: ZoneInfo = query.zone
 
@@ -106,7 +107,7 @@ class AggregatePlan:
     def whole(self, first_ms: int, last_ms: int, low: float, high: float) -> bool:
         """Whether the summary of points from `first_ms` to `last_ms` (inclusive), with values from `low` to
         `high`, enters the fold as it is: inside the window and one bin, every value past the value filter."""
-        if self.query.fn.percentile is not None:
+        if self._percentile:
             return False
         if (self.low is not None and first_ms < self.low) or (self.high is not None and last_ms >= self.high):
             return False

@@ -26,6 +26,7 @@ from telemetry_server.models.aggregation import AggregateFn, AggregateQuery, par
 from telemetry_server.models.point_id import SeqCounter
 from telemetry_server.storage.bucket_aggregation import BucketAggregationStore
 from telemetry_server.storage.bucket_columns import Slot, bucket_document, seal, to_millis
+from telemetry_server.storage.mongo_buckets import INDEXES
 from telemetry_server.storage.mongo_series import SeriesRegistry
 from tests.brute_force import Reading, brute_force
 
@@ -53,6 +54,7 @@ class Stored:
 
 
 async def write(database: AsyncDatabase[Document], stored: Stored) -> None:
+    await database["buckets"].create_indexes(INDEXES)  # as the bucket store ensures them at start
     registry = SeriesRegistry(database, 1000)
     ids = await registry.ids_for(SERIES)
     seqs = SeqCounter(await registry.writer_id())
@@ -239,8 +241,8 @@ def test_a_bucket_compacted_between_the_two_reads_restarts_the_aggregate(
             heads = await super()._heads(series, plan)
             self.reads += 1
             if self.reads == 1:  # compact the edge bucket (the one decoded) before its columns are read
-                cut = to_millis(start)
-                edge = next(doc for doc in heads if to_millis(doc["start"]) < cut <= to_millis(doc["end"]))
+                cut = to_millis(start)  # the store reads dates as milliseconds
+                edge = next(doc for doc in heads if int(doc["start"]) < cut <= int(doc["end"]))
                 buckets = self._buckets
                 source = await buckets.find_one({"_id": edge["_id"]})
                 assert source is not None
@@ -270,3 +272,24 @@ def test_metric_names_come_from_the_series(mongo_uri: str, database_name: tuple[
             return await store.metric_names()
 
     assert asyncio.run(go()) == ["cpu.load", "ev.login", "ev.logout", "ev.signup"]
+
+
+def test_buckets_are_read_before_their_indexes_exist(mongo_uri: str) -> None:
+    """Indexes are ensured in the background at start: an aggregate that comes first still has its answer."""
+    name = f"agg_{uuid.uuid4().hex[:8]}"
+
+    async def go() -> list[Row]:
+        client: AsyncMongoClient[Document] = AsyncMongoClient(mongo_uri, tz_aware=True)
+        try:
+            registry = SeriesRegistry(client[name], 10)
+            series = (await registry.ids_for([("cpu", ())]))[("cpu", ())]
+            slots = [Slot(to_millis(T0) + i * 1000, float(i), i) for i in range(10)]
+            await client[name]["buckets"].insert_one(bucket_document(series, slots))
+            store = BucketAggregationStore(client[name], SeriesRegistry(client[name], 10))
+            query = AggregateQuery(fn=AggregateFn.SUM, name="cpu", start=T0 + timedelta(seconds=5))
+            return await store.aggregate(query, 10)
+        finally:
+            await client.drop_database(name)
+            await client.close()
+
+    assert asyncio.run(go()) == [Row(35.0, 5)]
