@@ -218,10 +218,14 @@ class AggregateFold:
             for group in groups:
                 self._accumulator(bin_, group).add_summary(count, total, low, high)
 
-    def add_columns(self, groups: Sequence[Group], millis: Sequence[int], values: Sequence[float]) -> None:
-        """Decoded points sorted by time: those inside the window and past the value filter enter."""
-        accepts = self.plan.accepts
-        for bin_, start, stop in self.plan.runs(millis):
+    def add_columns(
+        self, groups: Sequence[Group], millis: Sequence[int], values: Sequence[float], part: AggregatePlan | None = None
+    ) -> None:
+        """Decoded points sorted by time: those inside the window (or the `part` of it, when the rest is summed
+        from another source) and past the value filter enter."""
+        plan = part or self.plan
+        accepts = plan.accepts
+        for bin_, start, stop in plan.runs(millis):
             run = values[start:stop]
             self.add_values(groups, bin_, run if accepts is None else [v for v in run if accepts(v)])
 

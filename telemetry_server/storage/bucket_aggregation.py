@@ -7,10 +7,11 @@ An aggregate is two reads and one fold (models/aggregate_fold.py):
    fold as it is; the columns of the others (the window's edges; every bucket for a percentile) are read
    by `_id` and their points enter one by one.
 
-The seam for other sources of summaries (the rollups, `rollups_1m`/`rollups_1h`, shaped as `Summary`):
-`_heads` yields what the fold may take whole; a source that covers part of the window adds its `Summary`
-units there (`fold.add_summary` checks each against the window and the bins) and the bucket read is narrowed
-to the rest of the window.
+The seam for other sources of summaries (the rollups, `rollups_1m`/`rollups_1h`, shaped as `Summary`): every
+summary enters the fold through `add_summaries`, which checks each against the window and the bins, and the
+buckets are folded by `_fold_buckets` for a part of the window (its own `AggregatePlan`, which clips decoded
+points to that part). A rollup source reads the units of the whole rollup intervals inside the window (each
+inside one bin of the query), adds them, and folds the buckets of the window's two remaining ends.
 
 Compaction (docs/storage-design.md, "As built") may show a merged bucket beside its sources: a bucket named
 in a `replaces` seen is skipped, and a merged bucket that overlaps another bucket of its series (a source its
@@ -20,11 +21,12 @@ vanishes between the two reads (compacted, emptied) restarts the aggregate.
 
 from __future__ import annotations
 
+import itertools
 import logging
 import time
 from array import array
 from collections import defaultdict
-from collections.abc import AsyncGenerator, Sequence
+from collections.abc import AsyncGenerator, Callable, Iterable, Sequence
 from contextlib import aclosing
 from dataclasses import dataclass
 from typing import Any, NamedTuple
@@ -121,12 +123,18 @@ def _overlapping_merges(heads: list[BucketHead]) -> set[Any]:
     ordered = sorted(heads, key=lambda head: head.summary.start_ms)
     found: set[Any] = set()
     for position, head in enumerate(ordered):
-        for later in ordered[position + 1 :]:
+        for later in itertools.islice(ordered, position + 1, None):
             if later.summary.start_ms > head.summary.end_ms:
                 break
             if head.replaces or later.replaces:
                 found |= {head.id, later.id}
     return found
+
+
+def add_summaries(fold: AggregateFold, groups: Callable[[int], list[Group]], units: Iterable[Summary]) -> None:
+    """Where summaries enter the fold: the buckets' today, and any other source of `Summary` units (rollups)."""
+    for unit in units:
+        fold.add_summary(groups(unit.series), unit.start_ms, unit.end_ms, unit.count, unit.sum, unit.min, unit.max)
 
 
 def bucket_filter(series: set[int] | None, plan: AggregatePlan) -> Document:
@@ -180,21 +188,28 @@ class BucketAggregationStore:
         series = await self._series(query)
         if series is not None and not series:
             return fold
-        heads = [to_head(doc) for doc in await self._heads(series, fold.plan)]
-        split = split_buckets(heads, fold.plan)
+        # Another source of summaries (rollups) would add its units for the part of the window it covers here
+        # (`add_summaries`), then fold the buckets of the rest: `AggregatePlan(replace(query, start=..., end=...))`.
+        await self._fold_buckets(fold, fold.plan, series, max_rows, deadline)
+        return fold
+
+    async def _fold_buckets(
+        self, fold: AggregateFold, part: AggregatePlan, series: set[int] | None, max_rows: int, deadline: float | None
+    ) -> None:
+        """The buckets of `part` of the window: summaries where they answer, decoded points elsewhere."""
+        query = fold.plan.query
+        heads = [to_head(doc) for doc in await self._heads(series, part)]
+        split = split_buckets(heads, part)
         groups = await self._groups_of(query, {head.summary.series for head in heads})
-        for head in split.whole:
-            unit = head.summary
-            fold.add_summary(groups(unit.series), unit.start_ms, unit.end_ms, unit.count, unit.sum, unit.min, unit.max)
+        add_summaries(fold, groups, (head.summary for head in split.whole))
         if not split.decode or (query.top is None and len(fold) > max_rows):
-            return fold
+            return
         async with aclosing(self._decoded(split.decode, split.overlapping)) as decoded:
             async for series_id, columns in decoded:
-                fold.add_columns(groups(series_id), columns.millis, columns.values)
+                fold.add_columns(groups(series_id), columns.millis, columns.values, part)
                 _check_progress(fold, deadline, self._max_values)
                 if query.top is None and len(fold) > max_rows:
-                    break
-        return fold
+                    return
 
     async def _decoded(self, ids: list[Any], overlapping: set[Any]) -> AsyncGenerator[tuple[int, Columns]]:
         """The columns of buckets `ids`, those in `overlapping` less the points already given (by ts, seq)."""

@@ -4,6 +4,7 @@ and summaries taken whole beside decoded edges, against a point-by-point computa
 from __future__ import annotations
 
 import random
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from zoneinfo import ZoneInfo
 
@@ -258,3 +259,14 @@ def test_a_window_of_whole_buckets_reads_no_point() -> None:
     rows, summaries = fold_buckets(query, buckets)
     assert summaries == sum(len(b) for b in buckets.values())
     assert approx_rows(rows) == approx_rows(brute(query, buckets))
+
+
+def test_columns_of_a_part_of_the_window_enter_only_there() -> None:
+    """What lets another source (rollups) sum the middle of a window while buckets give its ends."""
+    query = AggregateQuery(fn=AggregateFn.SUM, start=T0, end=T0 + timedelta(hours=1))
+    fold = AggregateFold(query)
+    first_half = AggregatePlan(replace(query, end=T0 + timedelta(minutes=30)))
+    at = millis(T0)
+    fold.add_columns([None], [at - 1, at + 10 * MINUTE, at + 40 * MINUTE], [1.0, 2.0, 4.0], first_half)
+    fold.add_summary([None], at + 30 * MINUTE, at + 59 * MINUTE, 3, 30.0, 5.0, 15.0)  # e.g. half-hour rollups
+    assert fold.rows() == [Row(32.0, 4)]
