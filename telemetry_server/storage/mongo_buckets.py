@@ -15,7 +15,7 @@ from __future__ import annotations
 import asyncio
 import math
 import random
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from datetime import UTC, datetime, timedelta
 from typing import NamedTuple
 
@@ -182,35 +182,40 @@ class MongoBucketStore:
         """Replace and return (before, after), or None when there is no such metric. The id stays the same."""
         key: SeriesKey = (metric.name, metric.tags)
         millis = to_millis(metric.timestamp)
-        after = Metric(id_, metric.name, metric.tags, metric.value, metric.timestamp)
-        async with unavailable_when_unreachable("replace"), self._edit_lock(id_):
-            for attempt in range(_EDIT_ATTEMPTS):
-                found = await self._locate(id_)
-                if found is None:
-                    return None
-                before = await self._metric(id_, found)
-                series = (await self.registry.ids_for([key]))[key]
-                if found.series == series and found.millis == millis:
-                    slots = list(found.columns.slots())
-                    slots[found.position] = slots[found.position]._replace(value=metric.value)
-                    done = await self._rewrite(found.doc, slots)
-                else:
-                    done = await self._move(id_, found, series, Slot(millis, metric.value, 0, id_))
-                if done:
-                    return before, after
-                await _back_off(attempt)
-        raise StorageUnavailable("the metric kept changing under concurrent edits; retry")
+
+        async def change(found: Located) -> bool:
+            series = (await self.registry.ids_for([key]))[key]
+            if found.series == series and found.millis == millis:
+                slots = list(found.columns.slots())
+                slots[found.position] = slots[found.position]._replace(value=metric.value)
+                return await self._rewrite(found.doc, slots)
+            return await self._move(id_, found, series, Slot(millis, metric.value, 0, id_))
+
+        before = await self._edit(id_, "replace", change)
+        if before is None:
+            return None
+        return before, Metric(id_, metric.name, metric.tags, metric.value, metric.timestamp)
 
     async def delete(self, id_: str) -> Metric | None:
-        async with unavailable_when_unreachable("delete"), self._edit_lock(id_):
+        async def change(found: Located) -> bool:
+            if not await self._rewrite(found.doc, without(found.columns, found.position)):
+                return False
+            if found.moved_from is not None:
+                await self._moved.delete_one({"_id": id_})
+            return True
+
+        return await self._edit(id_, "delete", change)
+
+    async def _edit(self, id_: str, action: str, change: Callable[[Located], Awaitable[bool]]) -> Metric | None:
+        """Apply `change` to the point until no concurrent edit comes between its read and its write; the point
+        as it was before, or None when there is none."""
+        async with unavailable_when_unreachable(action), self._edit_lock(id_):
             for attempt in range(_EDIT_ATTEMPTS):
                 found = await self._locate(id_)
                 if found is None:
                     return None
                 before = await self._metric(id_, found)
-                if await self._rewrite(found.doc, without(found.columns, found.position)):
-                    if found.moved_from is not None:
-                        await self._moved.delete_one({"_id": id_})
+                if await change(found):
                     return before
                 await _back_off(attempt)
         raise StorageUnavailable("the metric kept changing under concurrent edits; retry")
