@@ -14,6 +14,7 @@ what makes a filter resolved on any worker, of any instance, see every acknowled
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import time
 from collections.abc import Iterable
 from typing import Any
@@ -60,7 +61,10 @@ class SeriesRegistry:
         yet, so it will see the caller's series); one that arrives after it was sent waits for the next.
         """
         if self._next is None:
-            self._next = asyncio.ensure_future(self._poll_in_turn())
+            # In a context of its own: a shared poll must not run under the time limit of the caller that happened
+            # to start it (pymongo.timeout is a context variable), or that limit would fail every caller joined.
+            poll = self._poll_in_turn()
+            self._next = asyncio.get_running_loop().create_task(poll, context=contextvars.Context())
         await asyncio.shield(self._next)
 
     async def _poll_in_turn(self) -> None:
