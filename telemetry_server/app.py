@@ -66,8 +66,8 @@ BackendsFactory = Callable[[Settings, Stats], Awaitable[Backends]]
 
 async def open_backends(settings: Settings, stats: Stats) -> Backends:
     """The real adapters: one MongoDB and one Redis client (each with its pool) for this worker."""
+    from telemetry_server.storage.bucket_aggregation import BucketAggregationStore
     from telemetry_server.storage.mongo import create_mongo_client
-    from telemetry_server.storage.mongo_aggregation import MongoAggregationStore
     from telemetry_server.storage.mongo_buckets import MongoBucketStore
     from telemetry_server.storage.mongo_keys import MongoKeyStore
     from telemetry_server.storage.redis_cache import RedisCache
@@ -80,8 +80,9 @@ async def open_backends(settings: Settings, stats: Stats) -> Backends:
     redis = create_redis_client(settings)
     subscriber = create_redis_client(settings, subscriber=True)
     mongo = create_mongo_client(settings, stats.pool_wait_ms.observe)
+    store = MongoBucketStore(mongo, settings.database_name, settings.series_max)
     return Backends(
-        store=MongoBucketStore(mongo, settings.database_name, settings.series_max),
+        store=store,
         cache=RedisCache(
             redis,
             subscriber,
@@ -93,7 +94,8 @@ async def open_backends(settings: Settings, stats: Stats) -> Backends:
         board=RedisStatsBoard(redis, namespace),
         keys=MongoKeyStore(mongo, settings.database_name),
         revocations=RedisKeyRevocations(redis, subscriber, namespace),
-        aggregations=MongoAggregationStore(mongo, settings.database_name),
+        # One series index per worker: aggregates resolve filters through the store's.
+        aggregations=BucketAggregationStore(mongo[settings.database_name], store.registry),
     )
 
 

@@ -8,7 +8,7 @@ from datetime import datetime
 from typing import Protocol
 
 from telemetry_server.auth.keys import ApiKey
-from telemetry_server.models.aggregate_rows import Point, Row
+from telemetry_server.models.aggregate_rows import Row
 from telemetry_server.models.aggregation import AggregateQuery
 from telemetry_server.models.metric import Metric, MetricInput
 from telemetry_server.models.metric_query import MetricQuery
@@ -58,18 +58,8 @@ class KeyStore(Protocol):
     async def revoke(self, key_id: str, at: datetime) -> ApiKey | None: ...
 
 
-class OperatorUnsupported(Exception):
-    """The engine refused a pipeline for lacking these operators: the executor computes it another way."""
-
-    def __init__(self, operators: frozenset[str], message: str) -> None:
-        super().__init__(message)
-        self.operators = operators
-
-
 class AggregationStore(Protocol):
     """`time_limit` (seconds) bounds the engine's work as well as the wait: past it, QueryTimedOut."""
 
-    def operators(self, query: AggregateQuery) -> frozenset[str]: ...
     async def aggregate(self, query: AggregateQuery, max_rows: int, time_limit: float | None = None) -> list[Row]: ...
-    async def points(self, query: AggregateQuery, max_points: int, time_limit: float | None = None) -> list[Point]: ...
     async def metric_names(self) -> list[str]: ...

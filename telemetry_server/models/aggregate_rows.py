@@ -1,8 +1,4 @@
-"""What an aggregation answers with: its rows, the points the fallback reads, and the order rows come in.
-
-The server pipeline (storage/) and the Python fallback (services/rollup.py) both produce these rows, and
-both rank them with `rank_rows`, so the two paths agree to the tie-break.
-"""
+"""What an aggregation answers with: its rows, and the order they come in (`rank_rows`, the one tie-break)."""
 
 from __future__ import annotations
 
@@ -13,16 +9,6 @@ from typing import Any
 from telemetry_server.models.aggregation import AggregateFn, AggregateQuery
 from telemetry_server.models.metric_query import SortOrder
 from telemetry_server.models.timestamps import format_timestamp
-
-
-@dataclass(frozen=True, slots=True)
-class Point:
-    """One reading as the fallback fetches it: only the fields a query needs."""
-
-    timestamp: datetime
-    value: float
-    name: str = ""
-    tags: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)

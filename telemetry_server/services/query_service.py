@@ -1,9 +1,7 @@
 """QueryService: the one executor behind `GET /metrics/aggregate` and `GET /query?prompt=`.
 
-A query runs as a server-side pipeline; when the engine lacks an operator it needs (`$percentile` before
-MongoDB 7, `$dateTrunc` on FerretDB), the matching points are fetched (at most `max_points`) and the same
-result is computed in Python. An engine's refusal is remembered for the life of the worker, so the
-pipeline is not retried on every request. Results are cached under the query's normal form.
+An aggregate is computed by the aggregation store (bucket summaries, and the points of the buckets they
+cannot answer), inside the query bulkhead and its time limit. Results are cached under the query's normal form.
 """
 
 from __future__ import annotations
@@ -28,7 +26,7 @@ from telemetry_server.models.aggregate_rows import Row
 from telemetry_server.models.aggregation import AggregateQuery
 from telemetry_server.models.metric_query import MetricQuery
 from telemetry_server.models.timestamps import utc_now
-from telemetry_server.ports import AggregationStore, MetricStore, OperatorUnsupported, QueryCache
+from telemetry_server.ports import AggregationStore, MetricStore, QueryCache
 from telemetry_server.prompt.grammar import parse_prompt
 from telemetry_server.prompt.model import ParsedPrompt, PromptContext
 from telemetry_server.prompt.names import index_names
@@ -36,12 +34,10 @@ from telemetry_server.prompt.plugin import PromptPlugin, PromptRequest, query_fr
 from telemetry_server.prompt.rendering import equivalent, interpretation
 from telemetry_server.services.bulkhead import Bulkhead, TimeBudget
 from telemetry_server.services.cache_dependency import read_dependency
-from telemetry_server.services.rollup import rollup
 from telemetry_server.services.single_flight import SingleFlight
 
 log = logging.getLogger("telemetry_server.query")
 
-MAX_FALLBACK_POINTS = 200_000  # ~40 MB of points at worst: the most one request may hold in memory
 MAX_ROWS = 10_000
 NAMES_TTL_SECONDS = 5.0
 NAMES_RETRY_SECONDS = 1.0  # the soonest a prompt that was not understood may refresh the names
@@ -91,7 +87,6 @@ class QueryService:
         *,
         clock: Callable[[], datetime] = utc_now,
         plugin: PromptPlugin | None = None,
-        max_points: int = MAX_FALLBACK_POINTS,
         max_limit: int = 1000,
         concurrency: int = 4,
         timeout_seconds: float = 5.0,
@@ -104,9 +99,7 @@ class QueryService:
         self._cache = cache
         self.clock = clock
         self._plugin = plugin
-        self._max_points = max_points
         self._max_limit = max_limit
-        self._unsupported: set[str] = set()
         self._flights: SingleFlight[bytes] = SingleFlight()  # a burst of one question makes one query
         self._names: tuple[str, ...] = ()
         self._names_at = -NAMES_TTL_SECONDS
@@ -169,33 +162,9 @@ class QueryService:
         return await self._bulkhead.run(lambda budget: self._execute(query, budget))
 
     async def _execute(self, query: AggregateQuery, budget: TimeBudget) -> tuple[list[Row], dict[str, Any]]:
-        needed = self._aggregations.operators(query)
-        missing = needed & self._unsupported
-        if not missing:
-            try:
-                rows = await self._aggregations.aggregate(query, MAX_ROWS, budget.left())
-            except OperatorUnsupported as exc:
-                log.info("engine lacks %s (%s): computing such queries in Python", sorted(exc.operators), exc)
-                self._unsupported |= exc.operators
-                missing = exc.operators
-            else:
-                _check_rows(rows)
-                return rows, {"path": "server", "operators": dict.fromkeys(sorted(needed), "server")}
-        points = await self._aggregations.points(query, self._max_points, budget.left())
-        if len(points) > self._max_points:
-            raise QueryTooLarge(
-                f"the engine lacks {', '.join(sorted(missing))}, and computing without it would read more than "
-                f"{self._max_points} points: narrow the time window, or filter by name or tag"
-            )
-        rows = rollup(points, query)
+        rows = await self._aggregations.aggregate(query, MAX_ROWS, budget.left())
         _check_rows(rows)
-        stats = {
-            "path": "fallback",
-            "operators": dict.fromkeys(sorted(needed), "fallback"),
-            "unsupported": sorted(missing),
-            "points": len(points),
-        }
-        return rows, stats
+        return rows, {"path": "server"}
 
     async def _list(self, query: MetricQuery) -> tuple[CachedAnswer, bool]:
         key = "prompt-listing|" + query.cache_key()

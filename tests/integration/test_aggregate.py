@@ -15,9 +15,9 @@ import pytest
 from pymongo import AsyncMongoClient
 
 from telemetry_server.models.aggregation import parse_aggregate_query
-from telemetry_server.ports import OperatorUnsupported
-from telemetry_server.services.rollup import rollup
-from telemetry_server.storage.mongo_aggregation import MongoAggregationStore
+from telemetry_server.storage.bucket_aggregation import BucketAggregationStore
+from telemetry_server.storage.mongo_series import SeriesRegistry
+from tests.brute_force import Reading, brute_force
 
 T0 = datetime(2026, 1, 5, 10, 0, tzinfo=UTC)
 WINDOW = {"from": "2026-01-05T00:00:00Z", "to": "2026-01-06T00:00:00Z"}
@@ -183,8 +183,8 @@ def test_listing_filters_by_value(client: httpx.Client, data: DataSet) -> None:
     assert sorted(m["value"] for m in response.json()["items"]) == sorted(v for v in data.values(data.cpu) if v >= 99)
 
 
-def test_fallback_computes_what_the_pipeline_does(mongo_uri: str, data: DataSet) -> None:
-    """Both paths on the same engine and data: the Python computation must agree with the server's."""
+def test_the_store_computes_what_single_points_give(mongo_uri: str, data: DataSet) -> None:
+    """The bucket store on the server's data agrees with a point-by-point computation of the same queries."""
     now = datetime.now(UTC)
     queries = [
         [("name", data.cpu), ("fn", "p95"), ("bucket", "30m")],
@@ -192,20 +192,18 @@ def test_fallback_computes_what_the_pipeline_does(mongo_uri: str, data: DataSet)
         [("name_prefix", f"{data.prefix}events"), ("fn", "count"), ("group_by", "name")],
         [("name", data.cpu), ("fn", "sum"), ("bucket", "1d"), ("tz", "America/New_York")],
     ]
+    readings = [Reading(p["timestamp"], p["value"], p["name"], tuple(p["tags"])) for p in data.points]  # type: ignore[arg-type]
 
     async def compare() -> None:
         client: AsyncMongoClient[dict[str, object]] = AsyncMongoClient(mongo_uri, tz_aware=True)
         try:
-            store = MongoAggregationStore(client, "telemetry_server_test")
+            database = client["telemetry_server_test"]
+            store = BucketAggregationStore(database, SeriesRegistry(database, 1_000_000))
             for params in queries:
                 query = parse_aggregate_query([*WINDOW.items(), *params], now)
-                try:
-                    server = await store.aggregate(query, 10_000)
-                except OperatorUnsupported:
-                    continue  # this engine only has the fallback, checked by the tests above
-                fallback = rollup(await store.points(query, 10_000), query)
-                assert [r.to_json() for r in fallback] == [
-                    {**r.to_json(), "value": pytest.approx(r.value)} for r in server
+                stored = await store.aggregate(query, 10_000)
+                assert [r.to_json() for r in brute_force(readings, query)] == [
+                    {**r.to_json(), "value": pytest.approx(r.value)} for r in stored
                 ], params
         finally:
             await client.close()

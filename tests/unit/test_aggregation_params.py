@@ -9,13 +9,12 @@ from typing import Any
 import orjson
 import pytest
 
-from telemetry_server.errors import PromptNotUnderstood, QueryTimedOut, QueryTooLarge, ValidationFailed
-from telemetry_server.models.aggregate_rows import Point, Row
+from telemetry_server.errors import PromptNotUnderstood, QueryTimedOut, ValidationFailed
+from telemetry_server.models.aggregate_rows import Row
 from telemetry_server.models.aggregation import AggregateFn, AggregateQuery, Bucket, BucketUnit, parse_aggregate_query
 from telemetry_server.models.metric_query import parse_metric_query
-from telemetry_server.ports import UNCACHEABLE, Lookup, OperatorUnsupported
+from telemetry_server.ports import UNCACHEABLE, Lookup
 from telemetry_server.services.query_service import INLINE_PROMPT_NAMES, QueryService
-from telemetry_server.storage.mongo_aggregation import build_pipeline, required_operators
 from tests.fakes import InMemoryQueryCache
 
 NOW = datetime(2026, 11, 27, 15, 30, 12, 345000, tzinfo=UTC)
@@ -121,34 +120,11 @@ def test_the_listing_takes_value_bounds() -> None:
     assert parse_metric_query([("name", "disk.used")], 100, 1000).cache_key() != query.cache_key()
 
 
-def test_pipeline_uses_typed_fields_and_escapes_tag_keys() -> None:
-    query = AggregateQuery(fn=AggregateFn.P95, name_prefix="cpu.", group_by="a.b", bucket=Bucket(5, BucketUnit.MINUTE))
-    pipeline = build_pipeline(query, 100)
-    assert pipeline[0] == {"$match": {"name": {"$gte": "cpu.", "$lt": "cpu/"}}}
-    assert pipeline[2] == {"$match": {"tags": {"$regex": "^a\\.b:"}}}
-    assert required_operators(query) == {"$group", "$percentile", "$dateTrunc", "$unwind"}
-    assert required_operators(AggregateQuery(fn=AggregateFn.MIN)) == {"$group", "$min"}
-    assert required_operators(AggregateQuery(fn=AggregateFn.COUNT)) == {"$group", "$sum"}
-
-
 class FakeAggregations:
-    """An engine without $percentile: the pipeline is refused, the points are served."""
-
-    def __init__(self, points: list[Point]) -> None:
-        self.points_served = points
-        self.pipelines = 0
-
-    def operators(self, query: AggregateQuery) -> frozenset[str]:
-        return required_operators(query)
+    """Answers every aggregate with one row."""
 
     async def aggregate(self, query: AggregateQuery, max_rows: int, time_limit: float | None = None) -> list[Row]:
-        self.pipelines += 1
-        if query.fn.percentile is not None:
-            raise OperatorUnsupported(frozenset({"$percentile"}), "unknown group operator '$percentile'")
         return [Row(42.0, 1)]
-
-    async def points(self, query: AggregateQuery, max_points: int, time_limit: float | None = None) -> list[Point]:
-        return self.points_served[: max_points + 1]
 
     async def metric_names(self) -> list[str]:
         return ["cpu.load"]
@@ -167,21 +143,11 @@ def encoded(answer: dict[str, Any]) -> Any:
     return orjson.loads(orjson.dumps(answer))
 
 
-def test_the_executor_falls_back_once_and_remembers() -> None:
-    store = FakeAggregations([Point(NOW, float(v)) for v in range(1, 21)])
-    service = QueryService(store, None, NoCache(), clock=lambda: NOW)  # type: ignore[arg-type]
-
-    async def run() -> None:
-        first = encoded(await service.aggregate(AggregateQuery(fn=AggregateFn.P95)))
-        assert first["rows"] == [{"value": 19.0, "count": 20}]
-        assert first["stats"]["path"] == "fallback"
-        assert first["stats"]["unsupported"] == ["$percentile"]
-        await service.aggregate(AggregateQuery(fn=AggregateFn.P50))
-        assert store.pipelines == 1  # remembered: not asked again
-        plain = encoded(await service.aggregate(AggregateQuery(fn=AggregateFn.AVG)))
-        assert plain["stats"] == {"path": "server", "operators": {"$avg": "server", "$group": "server"}}
-
-    asyncio.run(run())
+def test_the_executor_answers_with_the_store_rows() -> None:
+    service = QueryService(FakeAggregations(), None, NoCache(), clock=lambda: NOW)  # type: ignore[arg-type]
+    answer = encoded(asyncio.run(service.aggregate(AggregateQuery(fn=AggregateFn.P95))))
+    assert answer["rows"] == [{"value": 42.0, "count": 1}]
+    assert answer["stats"] == {"path": "server"}
 
 
 class GroupedAggregations(FakeAggregations):
@@ -192,7 +158,7 @@ class GroupedAggregations(FakeAggregations):
 
 
 def test_a_cached_answer_is_served_as_it_was_computed() -> None:
-    service = QueryService(GroupedAggregations([]), None, InMemoryQueryCache(), clock=lambda: NOW)  # type: ignore[arg-type]
+    service = QueryService(GroupedAggregations(), None, InMemoryQueryCache(), clock=lambda: NOW)  # type: ignore[arg-type]
     query = AggregateQuery(fn=AggregateFn.AVG, name="cpu.load", group_by="host")
 
     async def run() -> tuple[Any, Any]:
@@ -213,18 +179,8 @@ def test_a_cached_answer_is_served_as_it_was_computed() -> None:
     assert miss["stats"]["path"] == "server"
 
 
-def test_the_fallback_refuses_to_read_too_much() -> None:
-    store = FakeAggregations([Point(NOW, 1.0)] * 11)
-    service = QueryService(store, None, NoCache(), clock=lambda: NOW, max_points=10)  # type: ignore[arg-type]
-    with pytest.raises(QueryTooLarge) as refused:
-        asyncio.run(service.aggregate(AggregateQuery(fn=AggregateFn.P99)))
-    assert refused.value.status == 422
-    assert "narrow the time window" in refused.value.detail
-
-
 class SlowAggregations(FakeAggregations):
     def __init__(self, seconds: float) -> None:
-        super().__init__([])
         self.seconds = seconds
         self.running = self.most_at_once = 0
 
@@ -256,7 +212,7 @@ def test_aggregations_are_bulkheaded_and_bounded_in_time() -> None:
 
 
 def test_a_plugin_answer_replaces_the_rules() -> None:
-    store = FakeAggregations([])
+    store = FakeAggregations()
     seen = []
 
     def plugin(request: object) -> str:
@@ -277,7 +233,7 @@ class ManyNames(FakeAggregations):
 
 
 def test_prompts_against_many_names_are_read_in_a_thread_alike() -> None:
-    service = QueryService(ManyNames([]), None, NoCache(), clock=lambda: NOW)  # type: ignore[arg-type]
+    service = QueryService(ManyNames(), None, NoCache(), clock=lambda: NOW)  # type: ignore[arg-type]
     body = asyncio.run(service.ask("average cpu.lod today", "UTC"))
     assert body["interpretation"]["name"] == {"text": "cpu.lod", "match": "closest", "name": "cpu.load", "distance": 1}
     with pytest.raises(PromptNotUnderstood) as refused:
