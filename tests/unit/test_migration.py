@@ -61,6 +61,6 @@ def test_progress_says_done_total_rate_and_time_left() -> None:
     assert Progress(2_500, 10_000, 2_000, 2.0).describe() == (
         "migrated 2,500 / 10,000 points (25.0%), 1,000 points/s, ETA 8s"
     )
-    assert Progress(0, 10_000_000, 10_000, 1.0).describe().endswith("ETA 16m39s")
+    assert Progress(0, 10_000_000, 10_000, 1.0).describe().endswith("ETA 16m40s")
     assert Progress(5, 5, 5, 0.5).describe() == "migrated 5 / 5 points (100.0%), 10 points/s"
     assert Progress(0, 0, 0, 0.0).describe() == "migrated 0 / 0 points, 0 points/s"
