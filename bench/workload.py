@@ -96,6 +96,28 @@ def uncached_paths(count: int, now: datetime) -> list[str]:
     return paths
 
 
+def top_events_probe() -> str:
+    return f"/metrics/aggregate?{urlencode({'fn': 'count', 'group_by': 'name', 'top': 5, 'range': '1d'})}"
+
+
+def top_events_paths(count: int, first_point: datetime, now: datetime) -> list[str]:
+    """ "What are the top 5 events today" as /query asks it (docs/query.md: count by name, top 5, the day), each with
+    its own `from`, one ms apart, so every one is a cache miss. The window starts at midnight, or earlier when the
+    seed began yesterday, so that it holds every seeded point."""
+    midnight = now.replace(hour=0, minute=0, second=0, microsecond=0)
+    since, until = min(midnight, first_point), midnight + timedelta(days=1)
+    paths = []
+    for i in range(count):
+        query = {"fn": "count", "group_by": "name", "top": 5, "order": "desc"}
+        query |= {"from": _rfc3339(since - timedelta(milliseconds=i)), "to": _rfc3339(until)}
+        paths.append(f"/metrics/aggregate?{urlencode(query)}")
+    return paths
+
+
+def _rfc3339(moment: datetime) -> str:
+    return moment.isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
 def influx_query_paths(database: str) -> list[str]:
     """InfluxQL for the cached_paths() question: the newest page of a measurement with a tag."""
     paths = []
