@@ -66,8 +66,9 @@ BackendsFactory = Callable[[Settings, Stats], Awaitable[Backends]]
 
 async def open_backends(settings: Settings, stats: Stats) -> Backends:
     """The real adapters: one MongoDB and one Redis client (each with its pool) for this worker."""
-    from telemetry_server.storage.mongo import MongoMetricStore, create_mongo_client
+    from telemetry_server.storage.mongo import create_mongo_client
     from telemetry_server.storage.mongo_aggregation import MongoAggregationStore
+    from telemetry_server.storage.mongo_buckets import MongoBucketStore
     from telemetry_server.storage.mongo_keys import MongoKeyStore
     from telemetry_server.storage.redis_cache import RedisCache
     from telemetry_server.storage.redis_client import create_redis_client
@@ -80,7 +81,7 @@ async def open_backends(settings: Settings, stats: Stats) -> Backends:
     subscriber = create_redis_client(settings, subscriber=True)
     mongo = create_mongo_client(settings, stats.pool_wait_ms.observe)
     return Backends(
-        store=MongoMetricStore(mongo, settings.database_name),
+        store=MongoBucketStore(mongo, settings.database_name, settings.series_max),
         cache=RedisCache(
             redis,
             subscriber,

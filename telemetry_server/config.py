@@ -54,6 +54,8 @@ class Settings:
     max_batch_size: int = 10_000
     default_page_size: int = 100
     max_page_size: int = 1000
+    # Every worker keeps the series (name + tags) in memory to resolve filters: this bounds it.
+    series_max: int = 1_000_000
     max_json_depth: int = 32
     auth_enabled: bool = False
     bootstrap_admin_key: str | None = field(default=None, repr=False)
@@ -116,6 +118,7 @@ def load_settings(environ: Mapping[str, str]) -> Settings:
         max_batch_size=env.integer("MAX_BATCH_SIZE", DEFAULTS.max_batch_size, 1, 1_000_000),
         default_page_size=env.integer("DEFAULT_PAGE_SIZE", DEFAULTS.default_page_size, 1, 100_000),
         max_page_size=env.integer("MAX_PAGE_SIZE", DEFAULTS.max_page_size, 1, 100_000),
+        series_max=env.integer("SERIES_MAX", DEFAULTS.series_max, 1, 2**32 - 1),
         max_json_depth=env.integer("MAX_JSON_DEPTH", DEFAULTS.max_json_depth, 4, 512),
         auth_enabled=env.boolean("AUTH_ENABLED", Environment(environment).requires_auth),
         bootstrap_admin_key=env.api_key("BOOTSTRAP_ADMIN_KEY"),

@@ -35,7 +35,8 @@ class InMemoryMetricStore:
 
     async def insert(self, metrics: Sequence[MetricInput]) -> list[Metric]:
         self._check()
-        stored = [Metric(f"{next(self._ids):024x}", m.name, m.tags, m.value, m.timestamp) for m in metrics]
+        # Ids of the store's form (models/point_id.py): 36 hex digits.
+        stored = [Metric(f"{next(self._ids):036x}", m.name, m.tags, m.value, m.timestamp) for m in metrics]
         self.metrics.update((m.id, m) for m in stored)
         return stored
 

@@ -13,6 +13,7 @@ import orjson
 
 from telemetry_server.errors import FieldError, ValidationFailed
 from telemetry_server.models.metric import MAX_TAGS, Fail, check_name, check_tags
+from telemetry_server.models.point_id import is_point_id
 from telemetry_server.models.timestamps import EARLIEST, format_timestamp, parse_timestamp_text
 from telemetry_server.models.value_range import VALUE_PARAMS, ValueRange, parse_value_range
 
@@ -50,7 +51,7 @@ class Cursor:
                 raise ValueError(millis)
         except (binascii.Error, UnicodeDecodeError, ValueError, OverflowError):
             raise ValidationFailed([FieldError("cursor", "is not a cursor this server issued")]) from None
-        if not is_object_id(id_):
+        if not is_point_id(id_):
             raise ValidationFailed([FieldError("cursor", "is not a cursor this server issued")])
         return cls(moment, id_)
 
@@ -100,10 +101,6 @@ class MetricQuery:
         if self.cursor is not None:
             params.append(("cursor", self.cursor.encode()))
         return params
-
-
-def is_object_id(text: str) -> bool:
-    return len(text) == 24 and all(c in "0123456789abcdef" for c in text)
 
 
 def collect_params(

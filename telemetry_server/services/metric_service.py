@@ -12,7 +12,8 @@ import orjson
 
 from telemetry_server.errors import NotFound, excerpt
 from telemetry_server.models.metric import Metric, MetricInput
-from telemetry_server.models.metric_query import Cursor, MetricQuery, is_object_id, parse_metric_query
+from telemetry_server.models.metric_query import Cursor, MetricQuery, parse_metric_query
+from telemetry_server.models.point_id import is_point_id
 from telemetry_server.models.timestamps import utc_now
 from telemetry_server.ports import MetricStore, QueryCache
 from telemetry_server.services.bulkhead import Bulkhead
@@ -140,13 +141,13 @@ class MetricService:
         return await bulkhead.run(lambda budget: self._store.find(query, budget.left()))
 
     async def get(self, id_: str) -> Metric:
-        metric = await self._store.get(id_) if is_object_id(id_) else None
+        metric = await self._store.get(id_) if is_point_id(id_) else None
         if metric is None:
             raise NotFound(f"no metric with id {excerpt(id_)}")
         return metric
 
     async def replace(self, id_: str, metric: MetricInput) -> Metric:
-        result = await self._store.replace(id_, metric) if is_object_id(id_) else None
+        result = await self._store.replace(id_, metric) if is_point_id(id_) else None
         if result is None:
             raise NotFound(f"no metric with id {excerpt(id_)}")
         before, after = result
@@ -154,7 +155,7 @@ class MetricService:
         return after
 
     async def delete(self, id_: str) -> None:
-        deleted = await self._store.delete(id_) if is_object_id(id_) else None
+        deleted = await self._store.delete(id_) if is_point_id(id_) else None
         if deleted is None:
             raise NotFound(f"no metric with id {excerpt(id_)}")
         await self._cache.invalidate(write_dependencies([(deleted.name, deleted.tags)]))

@@ -105,7 +105,7 @@ def unsupported_operators(exc: OperationFailure, candidates: Iterable[str]) -> f
 
 
 class MongoAggregationStore:
-    """Shares the worker's client with MongoMetricStore, which owns (and closes) it."""
+    """Shares the worker's client with MongoBucketStore, which owns (and closes) it."""
 
     def __init__(self, client: AsyncMongoClient[Document], database: str) -> None:
         self._metrics = client[database]["metrics"]

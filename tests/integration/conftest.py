@@ -11,13 +11,17 @@ import subprocess
 import sys
 import time
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
+from pymongo import MongoClient
 
 from telemetry_server import engines
+from telemetry_server.models.point_id import decode_point_id
+from telemetry_server.storage.bucket_columns import decode_columns
 
 ROOT = Path(__file__).resolve().parents[2]
 START_TIMEOUT_SECONDS = 60.0
@@ -147,3 +151,24 @@ def wait_until(check: Callable[[], bool], seconds: float = 30) -> bool:
             return True
         time.sleep(0.1)
     return False
+
+
+def count_stored(mongo_uri: str, database: str, ids: Iterable[str]) -> int:
+    """How many of these ids (as POST answered them) name a point the database holds, read from the buckets
+    directly rather than through the server under test."""
+    wanted: dict[int, set[tuple[int, int]]] = {}
+    for id_ in ids:
+        slot = decode_point_id(id_)
+        assert slot is not None, f"{id_} is not an id a write is answered with"
+        wanted.setdefault(slot.series, set()).add((slot.millis, slot.seq))
+    found = 0
+    with MongoClient(mongo_uri, tz_aware=True) as client:
+        buckets = client[database]["buckets"]
+        for series, slots in wanted.items():
+            doc: dict[str, Any]
+            for doc in buckets.find({"series": series}, {"ts": 1, "v": 1, "seq": 1}):
+                columns = decode_columns(doc)
+                held = slots.intersection(zip(columns.millis, columns.seqs, strict=True))
+                found += len(held)
+                slots -= held
+    return found

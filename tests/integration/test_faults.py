@@ -13,11 +13,9 @@ from pathlib import Path
 
 import httpx
 import pytest
-from bson import ObjectId
-from pymongo import MongoClient
 
 from telemetry_server import engines
-from tests.integration.conftest import ServerProcess, wait_until
+from tests.integration.conftest import ServerProcess, count_stored, wait_until
 
 WRITE_STATUSES = {201, 503}
 READ_STATUSES = {200, 503}
@@ -100,11 +98,7 @@ def ready(server: ServerProcess, component: str) -> Callable[[], bool]:
 
 def missing(mongo_uri: str, ids: list[str]) -> int:
     """How many of these acknowledged ids the database does not hold."""
-    with MongoClient(mongo_uri, tz_aware=True) as client:
-        stored = client["telemetry_server_test"]["metrics"].count_documents(
-            {"_id": {"$in": [ObjectId(i) for i in ids]}}
-        )
-    return len(ids) - stored
+    return len(ids) - count_stored(mongo_uri, "telemetry_server_test", ids)
 
 
 def test_no_acknowledged_write_is_lost_when_mongo_is_killed_under_load(

@@ -16,11 +16,10 @@ from typing import Any
 
 import httpx
 import pytest
-from bson import ObjectId
 from pymongo import MongoClient
 
 from telemetry_server import engines
-from tests.integration.conftest import ServerProcess
+from tests.integration.conftest import ServerProcess, count_stored
 
 TIMEOUT_MS = 500
 # The client's patience: far beyond every limit the server is given, so a hung request fails the test as a
@@ -111,9 +110,8 @@ def test_writes_are_stored_while_reads_the_engine_is_slow_to_answer_are_refused(
     for answer in read_answers:
         assert_timed_out(answer)
     assert [answer.status_code for answer in write_answers] == [201] * 5, [a.text for a in write_answers]
-    ids = [ObjectId(answer.json()["id"]) for answer in write_answers]
-    stored = engine["telemetry_server_heavy_reads"]["metrics"].count_documents({"_id": {"$in": ids}})
-    assert stored == len(ids)
+    ids = [answer.json()["id"] for answer in write_answers]
+    assert count_stored(failpoint_engine[0], "telemetry_server_heavy_reads", ids) == len(ids)
 
 
 def test_the_engine_is_told_the_time_limit_of_heavy_reads_only(

@@ -9,6 +9,8 @@ import httpx
 import orjson
 import pytest
 
+from telemetry_server.models.point_id import POINT_ID_LENGTH, is_point_id
+
 PROBLEM = "application/problem+json"
 BASE = datetime(2026, 11, 1, tzinfo=UTC)
 
@@ -35,7 +37,8 @@ def test_create_read_update_delete_round_trip(client: httpx.Client, metric_name:
     assert created.status_code == 201
     metric = created.json()
     assert created.headers["location"] == f"/metrics/{metric['id']}"
-    assert len(metric["id"]) == 24
+    assert len(metric["id"]) == POINT_ID_LENGTH  # a new id, not a migrated ObjectId
+    assert is_point_id(metric["id"])
     assert metric["timestamp"].endswith("Z")
     assert client.get(f"/metrics/{metric['id']}").json() == metric
 

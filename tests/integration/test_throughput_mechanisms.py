@@ -10,10 +10,8 @@ import time
 from collections.abc import Callable
 
 import httpx
-from bson import ObjectId
-from pymongo import MongoClient
 
-from tests.integration.conftest import ServerProcess
+from tests.integration.conftest import ServerProcess, count_stored
 
 
 def test_a_write_invalidates_the_l1_of_every_worker(client: httpx.Client, base_url: str, metric_name: str) -> None:
@@ -78,8 +76,4 @@ def test_no_acknowledged_write_is_lost_on_graceful_shutdown(
     server.process.wait(timeout=60)
 
     assert acknowledged, "no write was acknowledged before the shutdown"
-    with MongoClient(mongo_uri, tz_aware=True) as mongo:
-        stored = mongo["telemetry_server_test"]["metrics"].count_documents(
-            {"_id": {"$in": [ObjectId(i) for i in acknowledged]}}
-        )
-    assert stored == len(acknowledged)
+    assert count_stored(mongo_uri, "telemetry_server_test", acknowledged) == len(acknowledged)

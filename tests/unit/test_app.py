@@ -20,7 +20,7 @@ from tests.fakes import InMemoryMetricStore, InMemoryQueryCache, InMemoryTokenSo
 from tests.unit.conftest import AppFactory, Harness
 
 METRIC = {"name": "cpu.load", "tags": ["host:web-1"], "value": 0.5, "timestamp": "2026-11-27T10:00:00Z"}
-OBJECT_ID = re.compile(r"^[0-9a-f]{24}$")
+POINT_ID = re.compile(r"^[0-9a-f]{36}$")
 
 
 def assert_problem(reply: Reply, status: int) -> dict[str, Any]:
@@ -273,7 +273,7 @@ def test_create_is_201_with_location(harness: Harness) -> None:
 
     assert reply.status == 201
     body = reply.json()
-    assert OBJECT_ID.match(body["id"])
+    assert POINT_ID.match(body["id"])
     assert reply.header("location") == f"/metrics/{body['id']}"
     assert body == {**METRIC, "id": body["id"], "timestamp": "2026-11-27T10:00:00.000Z"}
     assert harness.client.get(reply.header("location") or "").json() == body

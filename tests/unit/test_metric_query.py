@@ -14,9 +14,9 @@ from telemetry_server.models.metric_query import (
     Cursor,
     MetricQuery,
     SortOrder,
-    is_object_id,
     parse_metric_query,
 )
+from telemetry_server.models.point_id import PointId, is_point_id
 from telemetry_server.models.timestamps import EARLIEST
 from telemetry_server.services.metric_service import prepare_listing
 
@@ -221,12 +221,13 @@ def test_garbage_cursors_are_422(token: str) -> None:
     assert "cursor" in errors_of(f"cursor={token}")
 
 
-def test_is_object_id() -> None:
-    assert is_object_id(ID)
-    assert not is_object_id(ID.upper())
-    assert not is_object_id(ID[:-1])
-    assert not is_object_id(ID + "0")
-    assert not is_object_id("g" * 24)
+def test_is_point_id() -> None:
+    for id_ in (ID, PointId(7, 1_764_237_600_000, 2**32 + 5).encode()):  # a migrated ObjectId, a new id
+        assert is_point_id(id_)
+        assert not is_point_id(id_.upper())
+        assert not is_point_id(id_[:-1])
+        assert not is_point_id(id_ + "0")
+        assert not is_point_id("g" * len(id_))
 
 
 # cache keys

@@ -1,0 +1,358 @@
+"""MongoBucketStore: metrics as buckets of packed columns, one series each (docs/storage-design.md, "As built").
+
+```
+buckets {series, start, end, count, sum, min, max, ts, v, seq, alias?, rev, claimed?, replaces?}
+moved   {_id: "<id>", series, millis, seq}    where a PUT moved a point to (another series or time)
+legacy  {_id: ObjectId, series, millis, seq}  ids issued before the time-series layout (the migration fills it)
+```
+
+Every bucket spans at most MAX_SPAN_MS (`seal`), which bounds the index ranges a read scans: a point at `t` can
+only be in a bucket with start in [t - span, t] and end in [t, t + span].
+"""
+
+from __future__ import annotations
+
+import asyncio
+import math
+from collections.abc import Sequence
+from datetime import datetime, timedelta
+from typing import NamedTuple
+
+from bson import ObjectId
+from pymongo import ASCENDING, DESCENDING, AsyncMongoClient, IndexModel
+from pymongo.asynchronous.command_cursor import AsyncCommandCursor
+from pymongo.errors import DuplicateKeyError
+
+from telemetry_server.errors import StorageUnavailable
+from telemetry_server.models.metric import Metric, MetricInput
+from telemetry_server.models.metric_query import MetricQuery, SortOrder
+from telemetry_server.models.point_id import PointId, SeqCounter, decode_point_id, is_legacy_id
+from telemetry_server.storage.bucket_columns import (
+    MAX_SPAN_MS,
+    Columns,
+    Slot,
+    bucket_document,
+    decode_columns,
+    from_millis,
+    seal,
+    to_millis,
+    without,
+)
+from telemetry_server.storage.bucket_pages import PageMerge
+from telemetry_server.storage.mongo import Document, unavailable_when_unreachable
+from telemetry_server.storage.mongo_series import SeriesKey, SeriesRegistry
+from telemetry_server.storage.series_index import Series
+
+INDEXES = [
+    IndexModel([("series", ASCENDING), ("end", DESCENDING)], name="series_end"),
+    IndexModel([("end", DESCENDING)], name="end"),
+    # sort=asc reads buckets oldest `start` first: only an index on `start` gives that order without a sort of
+    # every candidate bucket (one index entry per bucket, so a small cost per point).
+    IndexModel([("series", ASCENDING), ("start", ASCENDING)], name="series_start"),
+    IndexModel([("start", ASCENDING)], name="start"),
+]
+SPAN = timedelta(milliseconds=MAX_SPAN_MS)
+_LISTING_FIELDS = {"series": 1, "start": 1, "end": 1, "count": 1, "ts": 1, "v": 1, "seq": 1, "alias": 1, "replaces": 1}
+# The first batch of a listing is small (a full bucket is ~20 KiB); later ones are sized from the points per
+# bucket seen so far, so a listing over many small buckets needs few round trips.
+_FIRST_BATCH = 4
+_MAX_BATCH = 256
+# An edit that keeps meeting a concurrent one (another edit, a compaction's claim) gives up after this many
+# rounds with a 503: the client may retry, nothing was half done.
+_EDIT_ATTEMPTS = 8
+_EDIT_BACKOFF_SECONDS = 0.005
+
+
+class Located(NamedTuple):
+    """Where a point is: its bucket (as read, with its rev), the bucket's columns and its position there."""
+
+    doc: Document
+    columns: Columns
+    position: int
+    # How it was found: the moved row (its slot) when a PUT moved it, else None.
+    moved_from: PointId | None
+
+    @property
+    def series(self) -> int:
+        return int(self.doc["series"])
+
+    @property
+    def millis(self) -> int:
+        return self.columns.millis[self.position]
+
+    @property
+    def seq(self) -> int:
+        return self.columns.seqs[self.position]
+
+
+class MongoBucketStore:
+    def __init__(self, client: AsyncMongoClient[Document], database: str, max_series: int) -> None:
+        self._client = client
+        db = client[database]
+        self.registry = SeriesRegistry(db, max_series)
+        self._buckets = db["buckets"]
+        self._moved = db["moved"]
+        self._legacy = db["legacy"]
+        self._seqs: SeqCounter | None = None
+        self._new_writer = asyncio.Lock()
+
+    async def ensure_indexes(self) -> None:
+        await self.registry.ensure_indexes()
+        async with unavailable_when_unreachable("creating bucket indexes"):
+            await self._buckets.create_indexes(INDEXES)
+
+    async def ping(self) -> None:
+        async with unavailable_when_unreachable("ping"):
+            await self._client.admin.command("ping")
+
+    async def aclose(self) -> None:
+        await self._client.close()
+
+    # Writes
+
+    async def insert(self, metrics: Sequence[MetricInput]) -> list[Metric]:
+        """One insert_many of whole buckets (never a $push into a stored one): acknowledged when it is."""
+        series_ids = await self.registry.ids_for((m.name, m.tags) for m in metrics)
+        seqs = await self._take_seqs(len(metrics))
+        by_series: dict[int, list[Slot]] = {}
+        stored: list[Metric] = []
+        for metric, seq in zip(metrics, seqs, strict=True):
+            series = series_ids[(metric.name, metric.tags)]
+            millis = to_millis(metric.timestamp)
+            by_series.setdefault(series, []).append(Slot(millis, metric.value, seq))
+            id_ = PointId(series, millis, seq).encode()
+            stored.append(Metric(id_, metric.name, metric.tags, metric.value, metric.timestamp))
+        docs = [bucket_document(series, part) for series, slots in by_series.items() for part in seal(slots)]
+        async with unavailable_when_unreachable("insert"):
+            await self._buckets.insert_many(docs, ordered=True)
+        return stored
+
+    async def _take_seqs(self, count: int) -> range:
+        while True:
+            counter = self._seqs
+            if counter is not None:
+                try:
+                    return counter.take(count)
+                except OverflowError:
+                    pass
+            async with self._new_writer:
+                if self._seqs is counter:  # not replaced while this one waited
+                    self._seqs = SeqCounter(await self.registry.writer_id())
+
+    # Listings
+
+    async def find(self, query: MetricQuery, time_limit: float | None = None) -> list[Metric]:
+        async with unavailable_when_unreachable("find", time_limit):
+            await self.registry.refresh()  # every series an acknowledged write created, on any worker
+            index = self.registry.index
+            series = index.match(query.name, None, query.tags)
+            if series is not None and not series:
+                return []
+            merge = PageMerge(query, index.get)
+            cursor = await self._buckets.aggregate(
+                listing_pipeline(query, series), batchSize=_FIRST_BATCH, hint=listing_hint(query, series)
+            )
+            try:
+                await _feed(merge, cursor)
+            finally:
+                await cursor.close()
+        return merge.finish()
+
+    # By id
+
+    async def get(self, id_: str) -> Metric | None:
+        async with unavailable_when_unreachable("find by id"):
+            found = await self._locate(id_)
+            return None if found is None else await self._metric(id_, found)
+
+    async def replace(self, id_: str, metric: MetricInput) -> tuple[Metric, Metric] | None:
+        """Replace and return (before, after), or None when there is no such metric. The id stays the same."""
+        key: SeriesKey = (metric.name, metric.tags)
+        millis = to_millis(metric.timestamp)
+        after = Metric(id_, metric.name, metric.tags, metric.value, metric.timestamp)
+        async with unavailable_when_unreachable("replace"):
+            for attempt in range(_EDIT_ATTEMPTS):
+                found = await self._locate(id_)
+                if found is None:
+                    return None
+                before = await self._metric(id_, found)
+                series = (await self.registry.ids_for([key]))[key]
+                if found.series == series and found.millis == millis:
+                    slots = list(found.columns.slots())
+                    slots[found.position] = slots[found.position]._replace(value=metric.value)
+                    done = await self._rewrite(found.doc, slots)
+                else:
+                    done = await self._move(id_, found, series, Slot(millis, metric.value, 0, id_))
+                if done:
+                    return before, after
+                await _back_off(attempt)
+        raise StorageUnavailable("the metric kept changing under concurrent edits; retry")
+
+    async def delete(self, id_: str) -> Metric | None:
+        async with unavailable_when_unreachable("delete"):
+            for attempt in range(_EDIT_ATTEMPTS):
+                found = await self._locate(id_)
+                if found is None:
+                    return None
+                before = await self._metric(id_, found)
+                if await self._rewrite(found.doc, without(found.columns, found.position)):
+                    if found.moved_from is not None:
+                        await self._moved.delete_one({"_id": id_})
+                    return before
+                await _back_off(attempt)
+        raise StorageUnavailable("the metric kept changing under concurrent edits; retry")
+
+    async def _locate(self, id_: str) -> Located | None:
+        """The decoded slot, else where `moved` says a PUT put it, else (24 hex) the migrated slot."""
+        slot = decode_point_id(id_)
+        if slot is not None:
+            found = await self._in_bucket(id_, slot, None)
+            if found is not None:
+                return found
+        row = await self._moved.find_one({"_id": id_})
+        if row is not None:
+            moved = PointId(row["series"], row["millis"], row["seq"])
+            return await self._in_bucket(id_, moved, moved)
+        if slot is None and is_legacy_id(id_):
+            row = await self._legacy.find_one({"_id": ObjectId(id_)})
+            if row is not None:
+                return await self._in_bucket(id_, PointId(row["series"], row["millis"], row["seq"]), None)
+        return None
+
+    async def _in_bucket(self, id_: str, slot: PointId, moved_from: PointId | None) -> Located | None:
+        """The bucket of `slot`'s series holding the point (slot's millis and seq) whose id is `id_`."""
+        at = from_millis(slot.millis)
+        holding: Document = {"series": slot.series}
+        holding.update(end={"$gte": at, "$lte": at + SPAN}, start={"$lte": at, "$gte": at - SPAN})
+        cursor = self._buckets.find(holding).sort("end", ASCENDING).hint("series_end").batch_size(2)
+        async with cursor:
+            async for doc in cursor:
+                columns = decode_columns(doc)
+                index = columns.index_of(slot.millis, slot.seq)
+                if index is not None and columns.point_id(slot.series, index) == id_:
+                    return Located(doc, columns, index, moved_from)
+        return None
+
+    async def _metric(self, id_: str, found: Located) -> Metric:
+        series = await self._series(found.series)
+        return Metric(id_, series.name, series.tags, found.columns.values[found.position], from_millis(found.millis))
+
+    async def _series(self, series_id: int) -> Series:
+        series = self.registry.index.get(series_id)
+        if series is None:  # created by another worker since this one last looked
+            await self.registry.refresh()
+            series = self.registry.index.get(series_id)
+        if series is None:
+            raise LookupError(f"bucket of series {series_id}, which the series collection does not hold")
+        return series
+
+    async def _rewrite(self, doc: Document, slots: list[Slot]) -> bool:
+        """Store `slots` as the bucket's new content (delete it when empty) unless it changed since it was read."""
+        guard = {"_id": doc["_id"], "rev": doc["rev"], "claimed": {"$exists": False}}
+        if not slots:
+            return (await self._buckets.delete_one(guard)).deleted_count == 1
+        fresh = bucket_document(doc["series"], slots)
+        del fresh["rev"]
+        update: Document = {"$set": fresh, "$inc": {"rev": 1}}
+        if "alias" not in fresh and "alias" in doc:
+            update["$unset"] = {"alias": ""}
+        return (await self._buckets.update_one(guard, update)).matched_count == 1
+
+    async def _move(self, id_: str, found: Located, series: int, slot: Slot) -> bool:
+        """Put the point in its new series or time, keeping its id; False when a concurrent edit came first.
+
+        Inserted first, then recorded in `moved`, then removed from its old bucket: a failure half way leaves the
+        point twice (readers count it once, by id), never nowhere. The `moved` row is swapped only if it still
+        points where this edit found the point, so of two concurrent moves one wins and the other starts over.
+        """
+        seq = (await self._take_seqs(1))[0]
+        new = bucket_document(series, [slot._replace(seq=seq)])
+        await self._buckets.insert_one(new)
+        target = {"series": series, "millis": slot.millis, "seq": seq}
+        if found.moved_from is None:
+            try:
+                await self._moved.insert_one({"_id": id_, **target})
+                swapped = True
+            except DuplicateKeyError:
+                swapped = False
+        else:
+            was = found.moved_from
+            row = {"_id": id_, "series": was.series, "millis": was.millis, "seq": was.seq}
+            swapped = (await self._moved.update_one(row, {"$set": target})).matched_count == 1
+        if not swapped:
+            await self._buckets.delete_one({"_id": new["_id"]})
+            return False
+        old = PointId(found.series, found.millis, found.seq)
+        left: Located | None = found
+        for attempt in range(_EDIT_ATTEMPTS):
+            if left is None:
+                return True  # removed meanwhile (a DELETE of the old copy): the new one stands
+            if await self._rewrite(left.doc, without(left.columns, left.position)):
+                return True
+            await _back_off(attempt)
+            left = await self._in_bucket(id_, old, None)
+        raise StorageUnavailable("the moved metric's old copy kept changing under concurrent edits; retry")
+
+
+def listing_pipeline(query: MetricQuery, series: set[int] | None) -> list[Document]:
+    """The buckets that may hold points of the page, in reading order, with the fields a listing decodes."""
+    return [
+        {"$match": bucket_filter(query, series)},
+        {"$sort": {"end": -1} if query.order is SortOrder.DESC else {"start": 1}},
+        {"$project": _LISTING_FIELDS},
+    ]
+
+
+def listing_hint(query: MetricQuery, series: set[int] | None) -> str:
+    field = "end" if query.order is SortOrder.DESC else "start"
+    return field if series is None else f"series_{field}"
+
+
+def bucket_filter(query: MetricQuery, series: set[int] | None) -> Document:
+    """Buckets overlapping the points a page may hold: the window, the cursor's side of it, the value bounds.
+
+    From typed fields only: no user string becomes an operator.
+    """
+    first: datetime | None = query.start  # inclusive bounds on the points' timestamps
+    last: datetime | None = None if query.end is None else query.end - timedelta(milliseconds=1)
+    if query.cursor is not None:
+        at = query.cursor.timestamp
+        if query.order is SortOrder.DESC:
+            last = at if last is None else min(last, at)
+        else:
+            first = at if first is None else max(first, at)
+    found: Document = {}
+    if series is not None:
+        found["series"] = next(iter(series)) if len(series) == 1 else {"$in": sorted(series)}
+    if first is not None:
+        found["end"] = {"$gte": first}
+        found["start"] = {"$gte": first - SPAN}
+    if last is not None:
+        found.setdefault("end", {})["$lte"] = last + SPAN
+        found.setdefault("start", {})["$lte"] = last
+    bounds = query.values.bounds()
+    # A bucket's min and max hold for each of its points, so these skip buckets without a point in range.
+    for op, field, bound in (("$gt", "max", bounds["gt"]), ("$gte", "max", bounds["gte"])):
+        if bound is not None:
+            found.setdefault(field, {})[op] = bound
+    for op, field, bound in (("$lt", "min", bounds["lt"]), ("$lte", "min", bounds["lte"])):
+        if bound is not None:
+            found.setdefault(field, {})[op] = bound
+    return found
+
+
+async def _feed(merge: PageMerge, cursor: AsyncCommandCursor[Document]) -> None:
+    """Add buckets until the page is full; each later batch sized for the points still wanted."""
+    points = buckets = 0
+    async for doc in cursor:
+        merge.add(doc)
+        if merge.full:
+            return
+        points += doc["count"]
+        buckets += 1
+        wanted = merge.missing + 1
+        cursor.batch_size(min(_MAX_BATCH, max(_FIRST_BATCH, buckets, math.ceil(wanted * buckets / max(points, 1)))))
+
+
+async def _back_off(attempt: int) -> None:
+    await asyncio.sleep(_EDIT_BACKOFF_SECONDS * (attempt + 1))
