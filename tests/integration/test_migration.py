@@ -10,10 +10,11 @@ import subprocess
 import sys
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+import httpx
 import pytest
 from bson import ObjectId
 from pymongo import AsyncMongoClient, MongoClient
@@ -22,7 +23,7 @@ from pymongo.database import Database
 from telemetry_server.storage.bucket_columns import decode_columns, from_millis, to_millis
 from telemetry_server.storage.migration import MIGRATION_ID, MetricsMigration, MigrationRefused, Outcome
 
-from .conftest import ROOT
+from .conftest import ROOT, ServerProcess
 
 Doc = dict[str, Any]
 # (old id, name, tags, value, ms): a point as the old layout held it, and as the new one must give it back.
@@ -237,3 +238,29 @@ def test_progress_is_reported_every_few_seconds(mongo_uri: str, database: Databa
     assert seen[0].startswith("migrated 0 / 2,001 points")
     assert len(seen) >= 10
     assert seen[-1].startswith("migrated 2,001 / 2,001 points (100.0%)")
+
+
+def test_the_server_answers_by_old_ids_after_the_migration(
+    mongo_uri: str, database: Database[Doc], app_env: str, server_factory: Callable[..., ServerProcess]
+) -> None:
+    before = seed_old_layout(database, 600, seed=3)
+    migrate(mongo_uri, database)
+    server = server_factory(workers=1, APP_ENV=app_env)
+    sample = random.Random(3).sample(before, 40)
+
+    with httpx.Client(base_url=server.base_url, timeout=30) as http:
+        for old_id, name, tags, value, millis in sample:
+            answer = http.get(f"/metrics/{old_id}")
+            assert answer.status_code == 200
+            body = answer.json()
+            assert (body["id"], body["name"], tuple(body["tags"]), body["value"]) == (old_id, name, tags, value)
+            assert datetime.fromisoformat(body["timestamp"]) == from_millis(millis)
+        listed = http.get("/metrics", params={"name": "svc0.cpu", "limit": 1000}).json()["items"]
+        assert sorted(item["id"] for item in listed) == sorted(p[0] for p in before if p[1] == "svc0.cpu")
+
+        old_id = sample[0][0]
+        replaced = http.put(f"/metrics/{old_id}", json={"name": "moved.by.put", "value": 1.5})
+        assert replaced.status_code == 200
+        assert http.get(f"/metrics/{old_id}").json()["name"] == "moved.by.put"
+        assert http.delete(f"/metrics/{sample[1][0]}").status_code == 204
+        assert http.get(f"/metrics/{sample[1][0]}").status_code == 404
