@@ -31,6 +31,7 @@ from pymongo.errors import BulkWriteError
 from telemetry_server.models.point_id import MAX_SERIES
 from telemetry_server.storage.bucket_columns import Slot, bucket_document, seal, to_millis
 from telemetry_server.storage.mongo import Document, unavailable_when_unreachable
+from telemetry_server.storage.mongo_buckets import INDEXES as BUCKET_INDEXES
 from telemetry_server.storage.mongo_series import SeriesKey, SeriesRegistry
 
 MIGRATION_ID = "metrics"
@@ -190,6 +191,9 @@ class MetricsMigration:
     async def _start(self) -> Document:
         """The migration document, created with a writer id of its own on the first run."""
         await self._registry.ensure_indexes()
+        # Built now, while the buckets are few, rather than by the new server at its start over every migrated
+        # bucket: its listings name these indexes, and fail until they exist.
+        await self._buckets.create_indexes(BUCKET_INDEXES)
         state: Document | None = await self._state.find_one({"_id": MIGRATION_ID})
         if state is None:
             writer = await self._registry.writer_id()
