@@ -102,31 +102,27 @@ def keys(args: argparse.Namespace, settings: Settings) -> int:
     if args.action == "generate":
         print(generate_key()[0])
         return 0
-    settings = _with_mongo_uri(settings, "keys")
-    if settings.mongo_uri is None:
+    with_uri = _with_mongo_uri(settings, "keys")
+    if with_uri is None:
         return 2
-    return asyncio.run(_keys(args.action, settings, Role(args.role), args.name, args.id))
+    return asyncio.run(_keys(args.action, with_uri, Role(args.role), args.name, args.id))
 
 
-def _with_mongo_uri(settings: Settings, command: str) -> Settings:
-    """MONGO_URI, else a running server's embedded engine; unset (after saying so) when there is neither."""
-    if settings.mongo_uri is None:
-        settings = replace(settings, mongo_uri=_running_mongo_uri(settings))
-    if settings.mongo_uri is None:
+def _with_mongo_uri(settings: Settings, command: str) -> Settings | None:
+    """The settings with MONGO_URI, else the running server's embedded engine; None (said why) without either."""
+    if settings.mongo_uri is not None:
+        return settings
+    uri = engines.running_engines(settings.data_dir / settings.app_env).get("MONGO_URI")
+    if uri is None:
         print(
             f"telemetry-server: {command} needs MONGO_URI, or a server running from this folder with APP_ENV="
             f"{settings.app_env} and embedded engines (scripts/serve.sh); engines started by `services up` print "
             f"their URIs with `telemetry-server services status`",
             file=sys.stderr,
         )
-    return settings
-
-
-def _running_mongo_uri(settings: Settings) -> str | None:
-    uri = engines.running_engines(settings.data_dir / settings.app_env).get("MONGO_URI")
-    if uri is not None:
-        log.info("MONGO_URI is unset: using the running server's embedded engine at %s", uri)
-    return uri
+        return None
+    log.info("MONGO_URI is unset: using the running server's embedded engine at %s", uri)
+    return replace(settings, mongo_uri=uri)
 
 
 async def _keys(action: str, settings: Settings, role: Role, name: str, key_id: str | None) -> int:
@@ -160,10 +156,10 @@ async def _keys(action: str, settings: Settings, role: Role, name: str, key_id: 
 
 def migrate(settings: Settings, chunk_size: int, drop_old: bool) -> int:
     """Convert `metrics` (one document per point) into series, buckets and legacy ids; see README, Upgrading."""
-    settings = _with_mongo_uri(settings, "migrate")
-    if settings.mongo_uri is None:
+    with_uri = _with_mongo_uri(settings, "migrate")
+    if with_uri is None:
         return 2
-    return asyncio.run(_migrate(settings, chunk_size, drop_old))
+    return asyncio.run(_migrate(with_uri, chunk_size, drop_old))
 
 
 async def _migrate(settings: Settings, chunk_size: int, drop_old: bool) -> int:
