@@ -27,7 +27,7 @@ from bench.references import measure_hello, measure_insert_many
 from bench.scenarios import Files, Reference, Scenario, Target, build_scenarios
 from bench.seed import post_batches, request, write_lines
 from bench.server import Server, start_server
-from bench.storage_stats import stored_bytes
+from bench.storage_stats import compact, stored_bytes
 
 REPO = Path(__file__).resolve().parent.parent
 RESULTS = Path(__file__).resolve().parent / "results"
@@ -203,8 +203,7 @@ def _run_server(
             begun = time.perf_counter()
             ids = post_batches(server.port, workload.json_batches(data.seed_points, options.batch_size))
             out["seed"] = {"metrics": len(ids), "seconds": round(time.perf_counter() - begun, 2)}
-            out["storage"] = stored_bytes(mongo_uri, len(ids))
-            progress.say(f"  stored: {out['storage']['bytes_per_point']} bytes per point (data + indexes)")
+            out["storage"] = _storage(mongo_uri, redis_uri, len(ids), folder / "compact", progress)
             data_ids = ids
             workload.write_records(data.folder / "by_id.paths", (f"/metrics/{i}" for i in data_ids[:2000]))
             workload.write_records(data.folder / "put.ids", data_ids[2000:4000])
@@ -251,6 +250,19 @@ def _run_server(
         if server is not None:
             stop(server.child)
     return out
+
+
+def _storage(mongo_uri: str, redis_uri: str, points: int, folder: Path, progress: Progress) -> dict[str, Any]:
+    """Bytes per point right after the seed and, when the server can compact, once compacted (the figure the
+    gate reads: a server compacts in the background within minutes, so that is what it keeps)."""
+    seeded = stored_bytes(mongo_uri, points)
+    progress.say(f"  stored: {seeded['bytes_per_point']} bytes per point after the seed (data + indexes)")
+    compaction = compact(mongo_uri, redis_uri, folder, timeout_s=600)
+    if compaction is None:
+        return {**seeded, "compacted": False}
+    compacted = stored_bytes(mongo_uri, points)
+    progress.say(f"  compacted in {compaction['seconds']} s: {compacted['bytes_per_point']} bytes per point")
+    return {**compacted, "compacted": True, "compaction": compaction, "after_seed": seeded}
 
 
 def _seed_deletes(server: Server, data: Data, options: Options, progress: Progress, put_rps: float | None) -> None:
