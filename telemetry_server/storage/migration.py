@@ -134,7 +134,6 @@ class MetricsMigration:
     ) -> None:
         if chunk_size < 1:
             raise ValueError("a chunk holds at least one document")
-        self._database = database
         self._metrics = database["metrics"]
         self._state = database["migration"]
         self._buckets = database["buckets"]
