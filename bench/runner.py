@@ -257,7 +257,7 @@ def _storage(mongo_uri: str, redis_uri: str, points: int, folder: Path, progress
     gate reads: a server compacts in the background within minutes, so that is what it keeps)."""
     seeded = stored_bytes(mongo_uri, points)
     progress.say(f"  stored: {seeded['bytes_per_point']} bytes per point after the seed (data + indexes)")
-    compaction = compact(mongo_uri, redis_uri, folder, timeout_s=600)
+    compaction = compact(mongo_uri, redis_uri, folder, timeout_s=1200)
     if compaction is None:
         return {**seeded, "compacted": False}
     compacted = stored_bytes(mongo_uri, points)
