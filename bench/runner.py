@@ -159,6 +159,8 @@ def _prepare(folder: Path, options: Options) -> Data:
     workload.write_records(folder / "top_events.paths", top_events)
     workload.write_records(folder / "single.json", (orjson.dumps(p.to_json()) for p in single))
     workload.write_records(folder / "batch.json", workload.json_batches(batch, options.batch_size))
+    by_series = workload.series_points(options.batch_size * 8, 100, now - timedelta(hours=3), seed=4)
+    workload.write_records(folder / "batch_series.json", workload.json_batches(by_series, options.batch_size))
     workload.write_records(folder / "put.json", workload.put_bodies(64, now))
     workload.write_records(folder / "single.lines", (p.to_line() for p in single))
     workload.write_records(folder / "batch.lines", workload.line_batches(batch, options.batch_size))
@@ -369,6 +371,7 @@ def _files(data: Data, probes: dict[str, Any], influx: bool) -> Files:
         by_id_paths=d / "by_id.paths",
         single_bodies=d / "single.json",
         batch_bodies=d / "batch.json",
+        batch_series_bodies=d / "batch_series.json",
         put_ids=d / "put.ids",
         put_bodies=d / "put.json",
         delete_ids=d / "delete.ids",

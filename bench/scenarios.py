@@ -39,6 +39,7 @@ class Files:
     by_id_paths: Path
     single_bodies: Path
     batch_bodies: Path
+    batch_series_bodies: Path
     put_ids: Path
     put_bodies: Path
     delete_ids: Path
@@ -59,6 +60,7 @@ ALL_NAMES = (
     "query_prompt",
     "post_single",
     "post_batch",
+    "post_batch_series",
     "put",
     "delete",
     "influx_write_single",
@@ -157,6 +159,16 @@ def build_scenarios(
             events_per_request=batch_size,
             reference=Reference.INSERT_MANY,
             summary=f"JSON arrays of {batch_size} metrics",
+        ),
+        Scenario(
+            "post_batch_series",
+            "POST /metrics (batch)",
+            Target.SERVER,
+            load("post.lua", "/metrics", "application/json", files.batch_series_bodies, conns=batch_connections),
+            events_per_request=batch_size,
+            reference=Reference.INSERT_MANY,
+            summary=f"JSON arrays of {batch_size} metrics in runs of 100 seconds of one series (post_batch's "
+            f"arrays each hold {batch_size} series: a bucket per point)",
         ),
         Scenario(
             "put",

@@ -60,6 +60,20 @@ def points(count: int, end: datetime, step: timedelta, seed: int, stamped: bool 
     return out
 
 
+def series_points(count: int, per_series: int, end: datetime, seed: int) -> list[Point]:
+    """`count` points in runs of `per_series` consecutive seconds of one series (an agent flushing its buffer of
+    one signal), the series taken in turn over names, hosts and regions; the last run ends at `end`."""
+    rng = random.Random(seed)
+    runs = -(-count // per_series)
+    out = []
+    for run in range(runs):
+        name, host, region = NAMES[run % len(NAMES)], HOSTS[run % len(HOSTS)], REGIONS[run % len(REGIONS)]
+        start = end - timedelta(seconds=per_series * (runs - run))
+        for i in range(min(per_series, count - run * per_series)):
+            out.append(Point(name, host, region, round(rng.random() * 100, 3), start + timedelta(seconds=i)))
+    return out
+
+
 def json_batches(items: Sequence[Point], size: int) -> list[bytes]:
     return [orjson.dumps([p.to_json() for p in items[i : i + size]]) for i in range(0, len(items), size)]
 
