@@ -109,7 +109,11 @@ _SCHEMAS: Schema = {
         "type": "object",
         "required": ["id", "name", "tags", "value", "timestamp"],
         "properties": {
-            "id": {"type": "string", "pattern": "^[0-9a-f]{24}$"},
+            "id": {
+                "description": "36 hex digits; 24 for a metric stored before the time-series layout.",
+                "type": "string",
+                "pattern": "^([0-9a-f]{36}|[0-9a-f]{24})$",
+            },
             "name": {"type": "string"},
             "tags": {"type": "array", "items": {"type": "string"}},
             "value": {"type": "number"},

@@ -1,8 +1,10 @@
 """PageMerge: one page of a listing, merged from buckets read in time order (pure: the store feeds it documents).
 
-Buckets arrive newest `end` first (oldest `start` first for sort=asc). A point read from a bucket is put on the
-page only once no bucket still unread can hold a point that sorts before it: every unread bucket ends at or
-before the next one's `end` (starts at or after its `start`), so a point strictly beyond that bound is final.
+Buckets are read newest `end` first. For sort=desc a point goes on the page once no unread bucket can hold a
+point that sorts before it: every unread bucket ends at or before the next one's `end`, so a point strictly
+later than that is final. For sort=asc the same index is read oldest `end` first, which bounds nothing about
+an unread bucket's `start`: buckets are read until the page could be full (`edge`), then the store reads the
+unread buckets that start at or before the edge (few: those overlapping it), and the page is final.
 The order is (timestamp, id), the keyset the cursor carries, exactly as when each point was a document.
 """
 
@@ -54,9 +56,25 @@ class PageMerge:
         """Points the page still lacks."""
         return self._limit - len(self.page)
 
+    @property
+    def releasing(self) -> bool:
+        """Whether points go on the page as buckets arrive (sort=desc), or all at the end (sort=asc)."""
+        return self._desc
+
+    def edge(self) -> int | None:
+        """sort=asc: the time of the last point a full page would now hold (None: not enough points yet); only
+        buckets starting at or before it can still change the page."""
+        wanted = self._limit - len(self.page)
+        if self._desc or len(self._pending) < wanted:
+            return None
+        return self._pending[wanted - 1].millis
+
     def add(self, doc: Mapping[str, Any]) -> None:
-        """The next bucket in reading order; it must carry _id, series, start, end, ts, v, seq (alias, replaces)."""
-        self._release(to_millis(doc["end"] if self._desc else doc["start"]))
+        """The next bucket in reading order; it must carry _id, series, start, end, ts, v, seq (alias, replaces).
+
+        A bucket added twice (read again while looking for overlaps) adds nothing: points count once by id."""
+        if self._desc:
+            self._release(to_millis(doc["end"]))
         if self.full or doc["_id"] in self._replaced:
             return
         self._replaced.update(doc.get("replaces") or ())
@@ -105,11 +123,12 @@ class PageMerge:
             del self._pending[wanted:]
 
     def _release(self, bound: int | None) -> None:
-        """Move to the page the pending points no bucket at or beyond `bound` can precede (None: all)."""
+        """Move to the page the pending points later than `bound`, the end of every bucket still unread (sort=desc;
+        None: all pending points)."""
         pending = self._pending
         count = 0
         for candidate in pending:
-            if bound is not None and (candidate.millis <= bound if self._desc else candidate.millis >= bound):
+            if bound is not None and candidate.millis <= bound:
                 break
             count += 1
         if not count:

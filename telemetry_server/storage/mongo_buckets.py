@@ -14,8 +14,9 @@ from __future__ import annotations
 
 import asyncio
 import math
-from collections.abc import Sequence
-from datetime import datetime, timedelta
+import random
+from collections.abc import Awaitable, Callable, Sequence
+from datetime import UTC, datetime, timedelta
 from typing import NamedTuple
 
 from bson import ObjectId
@@ -43,24 +44,27 @@ from telemetry_server.storage.mongo import Document, unavailable_when_unreachabl
 from telemetry_server.storage.mongo_series import SeriesKey, SeriesRegistry
 from telemetry_server.storage.series_index import Series
 
+# No index on `start`: two more cost a third of the insert rate of small buckets (measured), and sort=asc is
+# served by `end` (PageMerge.edge).
 INDEXES = [
     IndexModel([("series", ASCENDING), ("end", DESCENDING)], name="series_end"),
     IndexModel([("end", DESCENDING)], name="end"),
-    # sort=asc reads buckets oldest `start` first: only an index on `start` gives that order without a sort of
-    # every candidate bucket (one index entry per bucket, so a small cost per point).
-    IndexModel([("series", ASCENDING), ("start", ASCENDING)], name="series_start"),
-    IndexModel([("start", ASCENDING)], name="start"),
 ]
 SPAN = timedelta(milliseconds=MAX_SPAN_MS)
+# The last moment a datetime holds: an id may name a later one (its millis are a u48), which no point has.
+_LAST_MILLIS = to_millis(datetime.max.replace(tzinfo=UTC))
 _LISTING_FIELDS = {"series": 1, "start": 1, "end": 1, "count": 1, "ts": 1, "v": 1, "seq": 1, "alias": 1, "replaces": 1}
-# The first batch of a listing is small (a full bucket is ~20 KiB); later ones are sized from the points per
-# bucket seen so far, so a listing over many small buckets needs few round trips.
+# The first batch of a listing is small (a full bucket is ~20 KiB): one bucket per series it reads (the newest
+# page usually takes from each), within these bounds; later ones are sized from the points per bucket seen so
+# far, so a listing over many small buckets needs few round trips.
 _FIRST_BATCH = 4
+_FIRST_BATCH_MAX = 32
 _MAX_BATCH = 256
 # An edit that keeps meeting a concurrent one (another edit, a compaction's claim) gives up after this many
 # rounds with a 503: the client may retry, nothing was half done.
 _EDIT_ATTEMPTS = 8
 _EDIT_BACKOFF_SECONDS = 0.005
+_EDIT_LOCKS = 64
 
 
 class Located(NamedTuple):
@@ -95,6 +99,7 @@ class MongoBucketStore:
         self._legacy = db["legacy"]
         self._seqs: SeqCounter | None = None
         self._new_writer = asyncio.Lock()
+        self._edit_locks = [asyncio.Lock() for _ in range(_EDIT_LOCKS)]
 
     async def ensure_indexes(self) -> None:
         await self.registry.ensure_indexes()
@@ -149,13 +154,21 @@ class MongoBucketStore:
             if series is not None and not series:
                 return []
             merge = PageMerge(query, index.get)
-            cursor = await self._buckets.aggregate(
-                listing_pipeline(query, series), batchSize=_FIRST_BATCH, hint=listing_hint(query, series)
-            )
+            found = bucket_filter(query, series)
+            order = -1 if query.order is SortOrder.DESC else 1
+            pipeline = [{"$match": found}, {"$sort": {"end": order}}, {"$project": _LISTING_FIELDS}]
+            first = _FIRST_BATCH if series is None else min(max(_FIRST_BATCH, len(series) + 1), _FIRST_BATCH_MAX)
+            cursor = await self._buckets.aggregate(pipeline, batchSize=first)
             try:
-                await _feed(merge, cursor)
+                last_end = await _feed(merge, cursor)
             finally:
                 await cursor.close()
+            edge = merge.edge()
+            if last_end is not None and edge is not None:  # sort=asc, page filled: the buckets overlapping it
+                overlapping = self._buckets.find(overlap_filter(found, last_end, edge), _LISTING_FIELDS)
+                async with overlapping:
+                    async for doc in overlapping:
+                        merge.add(doc)
         return merge.finish()
 
     # By id
@@ -169,38 +182,49 @@ class MongoBucketStore:
         """Replace and return (before, after), or None when there is no such metric. The id stays the same."""
         key: SeriesKey = (metric.name, metric.tags)
         millis = to_millis(metric.timestamp)
-        after = Metric(id_, metric.name, metric.tags, metric.value, metric.timestamp)
-        async with unavailable_when_unreachable("replace"):
-            for attempt in range(_EDIT_ATTEMPTS):
-                found = await self._locate(id_)
-                if found is None:
-                    return None
-                before = await self._metric(id_, found)
-                series = (await self.registry.ids_for([key]))[key]
-                if found.series == series and found.millis == millis:
-                    slots = list(found.columns.slots())
-                    slots[found.position] = slots[found.position]._replace(value=metric.value)
-                    done = await self._rewrite(found.doc, slots)
-                else:
-                    done = await self._move(id_, found, series, Slot(millis, metric.value, 0, id_))
-                if done:
-                    return before, after
-                await _back_off(attempt)
-        raise StorageUnavailable("the metric kept changing under concurrent edits; retry")
+
+        async def change(found: Located) -> bool:
+            series = (await self.registry.ids_for([key]))[key]
+            if found.series == series and found.millis == millis:
+                slots = list(found.columns.slots())
+                slots[found.position] = slots[found.position]._replace(value=metric.value)
+                return await self._rewrite(found.doc, slots)
+            return await self._move(id_, found, series, Slot(millis, metric.value, 0, id_))
+
+        before = await self._edit(id_, "replace", change)
+        if before is None:
+            return None
+        return before, Metric(id_, metric.name, metric.tags, metric.value, metric.timestamp)
 
     async def delete(self, id_: str) -> Metric | None:
-        async with unavailable_when_unreachable("delete"):
+        async def change(found: Located) -> bool:
+            if not await self._rewrite(found.doc, without(found.columns, found.position)):
+                return False
+            if found.moved_from is not None:
+                await self._moved.delete_one({"_id": id_})
+            return True
+
+        return await self._edit(id_, "delete", change)
+
+    async def _edit(self, id_: str, action: str, change: Callable[[Located], Awaitable[bool]]) -> Metric | None:
+        """Apply `change` to the point until no concurrent edit comes between its read and its write; the point
+        as it was before, or None when there is none."""
+        async with unavailable_when_unreachable(action), self._edit_lock(id_):
             for attempt in range(_EDIT_ATTEMPTS):
                 found = await self._locate(id_)
                 if found is None:
                     return None
                 before = await self._metric(id_, found)
-                if await self._rewrite(found.doc, without(found.columns, found.position)):
-                    if found.moved_from is not None:
-                        await self._moved.delete_one({"_id": id_})
+                if await change(found):
                     return before
                 await _back_off(attempt)
         raise StorageUnavailable("the metric kept changing under concurrent edits; retry")
+
+    def _edit_lock(self, id_: str) -> asyncio.Lock:
+        """Edits in one worker of points likely in one bucket (one series) take turns: the rev check alone
+        would make many of them retry, each round letting one through. Other workers are kept apart by it."""
+        slot = decode_point_id(id_)
+        return self._edit_locks[hash(slot.series if slot is not None else id_) % len(self._edit_locks)]
 
     async def _locate(self, id_: str) -> Located | None:
         """The decoded slot, else where `moved` says a PUT put it, else (24 hex) the migrated slot."""
@@ -221,16 +245,25 @@ class MongoBucketStore:
 
     async def _in_bucket(self, id_: str, slot: PointId, moved_from: PointId | None) -> Located | None:
         """The bucket of `slot`'s series holding the point (slot's millis and seq) whose id is `id_`."""
+        if slot.millis > _LAST_MILLIS:
+            return None
         at = from_millis(slot.millis)
         holding: Document = {"series": slot.series}
-        holding.update(end={"$gte": at, "$lte": at + SPAN}, start={"$lte": at, "$gte": at - SPAN})
-        cursor = self._buckets.find(holding).sort("end", ASCENDING).hint("series_end").batch_size(2)
+        holding.update(end={"$gte": at, "$lte": _plus_span(at)}, start={"$lte": at, "$gte": at - SPAN})
+        # The first bucket ending at or after the point nearly always holds it: one document for the engine to
+        # find, where a cursor over them all made it read each one the index range holds (a third of the rate).
+        first = await self._buckets.find_one(holding, sort=[("end", ASCENDING)])
+        if first is None:
+            return None
+        found = _holding(first, id_, slot, moved_from)
+        if found is not None:
+            return found
+        cursor = self._buckets.find({**holding, "_id": {"$ne": first["_id"]}}).sort("end", ASCENDING).batch_size(2)
         async with cursor:
-            async for doc in cursor:
-                columns = decode_columns(doc)
-                index = columns.index_of(slot.millis, slot.seq)
-                if index is not None and columns.point_id(slot.series, index) == id_:
-                    return Located(doc, columns, index, moved_from)
+            async for doc in cursor:  # buckets overlapping in time: a late batch, a compaction under way
+                found = _holding(doc, id_, slot, moved_from)
+                if found is not None:
+                    return found
         return None
 
     async def _metric(self, id_: str, found: Located) -> Metric:
@@ -294,20 +327,6 @@ class MongoBucketStore:
         raise StorageUnavailable("the moved metric's old copy kept changing under concurrent edits; retry")
 
 
-def listing_pipeline(query: MetricQuery, series: set[int] | None) -> list[Document]:
-    """The buckets that may hold points of the page, in reading order, with the fields a listing decodes."""
-    return [
-        {"$match": bucket_filter(query, series)},
-        {"$sort": {"end": -1} if query.order is SortOrder.DESC else {"start": 1}},
-        {"$project": _LISTING_FIELDS},
-    ]
-
-
-def listing_hint(query: MetricQuery, series: set[int] | None) -> str:
-    field = "end" if query.order is SortOrder.DESC else "start"
-    return field if series is None else f"series_{field}"
-
-
 def bucket_filter(query: MetricQuery, series: set[int] | None) -> Document:
     """Buckets overlapping the points a page may hold: the window, the cursor's side of it, the value bounds.
 
@@ -328,7 +347,7 @@ def bucket_filter(query: MetricQuery, series: set[int] | None) -> Document:
         found["end"] = {"$gte": first}
         found["start"] = {"$gte": first - SPAN}
     if last is not None:
-        found.setdefault("end", {})["$lte"] = last + SPAN
+        found.setdefault("end", {})["$lte"] = _plus_span(last)
         found.setdefault("start", {})["$lte"] = last
     bounds = query.values.bounds()
     # A bucket's min and max hold for each of its points, so these skip buckets without a point in range.
@@ -341,18 +360,48 @@ def bucket_filter(query: MetricQuery, series: set[int] | None) -> Document:
     return found
 
 
-async def _feed(merge: PageMerge, cursor: AsyncCommandCursor[Document]) -> None:
-    """Add buckets until the page is full; each later batch sized for the points still wanted."""
+def _holding(doc: Document, id_: str, slot: PointId, moved_from: PointId | None) -> Located | None:
+    columns = decode_columns(doc)
+    index = columns.index_of(slot.millis, slot.seq)
+    if index is None or columns.point_id(slot.series, index) != id_:
+        return None
+    return Located(doc, columns, index, moved_from)
+
+
+def overlap_filter(found: Document, last_end: datetime, edge: int) -> Document:
+    """sort=asc: of the buckets `found` selects, those not read yet (ending at or after the last read; one read
+    again adds nothing) that start at or before `edge`, so may hold a point of the page."""
+    at = from_millis(edge)
+    end = dict(found.get("end", {}))
+    end["$gte"] = max(end.get("$gte", last_end), last_end)
+    end["$lte"] = min(end.get("$lte", _plus_span(at)), _plus_span(at))
+    start = dict(found.get("start", {}))
+    start["$lte"] = min(start.get("$lte", at), at)
+    return {**found, "end": end, "start": start}
+
+
+async def _feed(merge: PageMerge, cursor: AsyncCommandCursor[Document]) -> datetime | None:
+    """Add buckets until the page is full (sort=desc) or could be (sort=asc: then the end of the last bucket
+    read is returned); each later batch sized for the points still wanted."""
     points = buckets = 0
     async for doc in cursor:
         merge.add(doc)
         if merge.full:
-            return
+            return None
+        if merge.edge() is not None and not merge.releasing:
+            last_end: datetime = doc["end"]
+            return last_end
         points += doc["count"]
         buckets += 1
         wanted = merge.missing + 1
         cursor.batch_size(min(_MAX_BATCH, max(_FIRST_BATCH, buckets, math.ceil(wanted * buckets / max(points, 1)))))
+    return None
+
+
+def _plus_span(moment: datetime) -> datetime:
+    return from_millis(min(to_millis(moment) + MAX_SPAN_MS, _LAST_MILLIS))
 
 
 async def _back_off(attempt: int) -> None:
-    await asyncio.sleep(_EDIT_BACKOFF_SECONDS * (attempt + 1))
+    """Randomised, so edits from several workers that met once do not meet again at every retry."""
+    await asyncio.sleep(_EDIT_BACKOFF_SECONDS * random.uniform(1, 2**attempt))

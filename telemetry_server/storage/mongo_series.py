@@ -22,7 +22,7 @@ from pymongo import ASCENDING, IndexModel, ReturnDocument
 from pymongo.asynchronous.database import AsyncDatabase
 from pymongo.errors import BulkWriteError
 
-from telemetry_server.errors import SeriesLimitReached
+from telemetry_server.errors import SeriesLimitReached, StorageUnavailable
 from telemetry_server.storage.mongo import Document, unavailable_when_unreachable
 from telemetry_server.storage.series_index import Series, SeriesIndex, series_key
 
@@ -31,6 +31,7 @@ _DUPLICATE_KEY = 11000
 # An id taken from the counter but not seen in the collection yet may be a series another worker is inserting
 # right now; it is looked for again at every refresh, until it is this old (its writer failed or lost a race).
 _HOLE_SECONDS = 60.0
+_TAKE_ATTEMPTS = 3
 
 
 class SeriesRegistry:
@@ -135,9 +136,13 @@ class SeriesRegistry:
 
     async def _take(self, counter: str, count: int) -> int:
         """The first of `count` fresh numbers from `counter` (numbers start at 1)."""
-        async with unavailable_when_unreachable(f"{counter} counter"):
-            doc: dict[str, Any] | None = await self._counters.find_one_and_update(
-                {"_id": counter}, {"$inc": {"n": count}}, upsert=True, return_document=ReturnDocument.AFTER
-            )
-        assert doc is not None
-        return int(doc["n"]) - count + 1
+        for _ in range(_TAKE_ATTEMPTS):
+            async with unavailable_when_unreachable(f"{counter} counter"):
+                doc: dict[str, Any] | None = await self._counters.find_one_and_update(
+                    {"_id": counter}, {"$inc": {"n": count}}, upsert=True, return_document=ReturnDocument.AFTER
+                )
+            if doc is not None:
+                return int(doc["n"]) - count + 1
+            # No document after an upsert: seen from the engine restarted under load (a retried write answered
+            # empty). Numbers the first try may have taken stay unused, which costs nothing: ask again.
+        raise StorageUnavailable(f"MongoDB did not answer the {counter} counter's increment")

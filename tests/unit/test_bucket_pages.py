@@ -76,15 +76,22 @@ def brute_force(metrics: list[Metric], query: MetricQuery, series: set[int] | No
 
 
 def merged(docs: list[Document], query: MetricQuery, series: set[int] | None, rng: random.Random) -> list[Metric]:
-    """What the store does: buckets of the series in reading order (ties in any order) until the page is full."""
+    """What the store does: buckets of the series by `end` (ties in any order) until the page is full, or for
+    sort=asc could be, then those overlapping its edge."""
     desc = query.order is SortOrder.DESC
     chosen = [d for d in docs if series is None or d["series"] in series]
     rng.shuffle(chosen)
-    chosen.sort(key=lambda d: d["end"] if desc else d["start"], reverse=desc)
+    chosen.sort(key=lambda d: d["end"], reverse=desc)
     merge = PageMerge(query, SERIES.get)
     for doc in chosen:
         merge.add(doc)
         if merge.full:
+            break
+        edge = merge.edge()
+        if not desc and edge is not None:
+            for other in chosen:
+                if other["end"] >= doc["end"] and other["start"] <= from_millis(edge):
+                    merge.add(other)
             break
     return merge.finish()
 
@@ -130,7 +137,7 @@ def test_a_compaction_seen_half_way_counts_each_point_once() -> None:
         everything = MetricQuery(limit=100, order=order)
         desc = order is SortOrder.DESC
         for reading in ([*sources, merged_doc], [merged_doc, *sources]):
-            reading.sort(key=lambda d: d["end"] if desc else d["start"], reverse=desc)
+            reading.sort(key=lambda d: d["end"], reverse=desc)
             merge = PageMerge(everything, SERIES.get)
             for doc in reading:
                 merge.add(doc)
