@@ -64,7 +64,23 @@ def run_wrk(base_url: str, load: Load) -> dict[str, Any]:
         raise LoadError(f"wrk did not finish: {' '.join(command)}") from exc
     if done.returncode != 0:
         raise LoadError(f"wrk failed ({done.returncode}): {done.stderr.strip() or done.stdout.strip()}")
-    return parse_wrk_output(done.stdout) | {"connections": load.connections, "threads": threads}
+    result = parse_wrk_output(done.stdout) | {"connections": load.connections, "threads": threads}
+    return with_timeouts_counted(result, load.timeout_s)
+
+
+def with_timeouts_counted(result: dict[str, Any], timeout_s: float) -> dict[str, Any]:
+    """wrk leaves requests that hit `--timeout` out of its percentiles: a scenario whose every answer took longer
+    reported P99 0 ms. Each percentile that the timed-out share reaches is at least the timeout, so it says that."""
+    timeouts, answered = result["timeouts"], result["requests"]
+    if not timeouts:
+        return result
+    share = timeouts / (answered + timeouts)
+    out = dict(result)
+    for key, percentile in (("p50", 50), ("p75", 75), ("p90", 90), ("p95", 95), ("p99", 99), ("p999", 99.9)):
+        if share > 1 - percentile / 100:
+            out[f"{key}_ms"] = max(out.get(f"{key}_ms") or 0.0, timeout_s * 1000)
+            out["percentiles_floored_at_timeout"] = True
+    return out
 
 
 def parse_wrk_output(stdout: str) -> dict[str, Any]:

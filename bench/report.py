@@ -74,7 +74,7 @@ def markdown(results: dict[str, Any]) -> str:
             "|---|---|---:|---:|---:|",
         ]
         for o in gate:
-            mark = {"pass": "✅ pass", "fail": "❌ FAIL", "skip": "⏭ skip"}[o["status"]]
+            mark = {"pass": "✅ pass", "fail": "❌ FAIL", "skip": "⏭ skip", "short": "🎯 short of goal"}[o["status"]]
             value = _f(o["value"], 3) if o["value"] is not None else f"— ({o.get('reason', '')})"
             lines.append(f"| {mark} | {o['name']} | {o['workers']} | {value} | {o['limit']} |")
         lines.append("")
@@ -119,6 +119,22 @@ def _run_tables(run: dict[str, Any]) -> list[str]:
     if run.get("seed"):
         seed = run["seed"]
         lines += ["", f"Seeded {seed['metrics']:,} metrics through batch POST in {seed['seconds']} s."]
+    storage = run.get("storage")
+    if storage and seed:
+        held = ", ".join(
+            f"{name} {_f(c['data_bytes'] + c['index_bytes'], 0)}" for name, c in storage["collections"].items()
+        )
+        when = "right after the seed"
+        if storage.get("compacted"):
+            seeded = storage["after_seed"]["bytes_per_point"]
+            compaction_s = storage["compaction"]["seconds"]
+            when = f"once `telemetry-server compact` had run ({compaction_s} s; {_f(seeded)} before)"
+        lines += [
+            "",
+            f"Stored {when}: **{_f(storage['bytes_per_point'])} bytes per point** "
+            f"({_f(storage['data_bytes'], 0)} B data + {_f(storage['index_bytes'], 0)} B indexes over "
+            f"{storage['points']:,} points; per collection, data + indexes: {held}).",
+        ]
     mixed = run.get("mixed")
     if mixed:
         total = mixed["total"]

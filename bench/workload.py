@@ -60,6 +60,20 @@ def points(count: int, end: datetime, step: timedelta, seed: int, stamped: bool 
     return out
 
 
+def series_points(count: int, per_series: int, end: datetime, seed: int) -> list[Point]:
+    """`count` points in runs of `per_series` consecutive seconds of one series (an agent flushing its buffer of
+    one signal), the series taken in turn over names, hosts and regions; the last run ends at `end`."""
+    rng = random.Random(seed)
+    runs = -(-count // per_series)
+    out = []
+    for run in range(runs):
+        name, host, region = NAMES[run % len(NAMES)], HOSTS[run % len(HOSTS)], REGIONS[run % len(REGIONS)]
+        start = end - timedelta(seconds=per_series * (runs - run))
+        for i in range(min(per_series, count - run * per_series)):
+            out.append(Point(name, host, region, round(rng.random() * 100, 3), start + timedelta(seconds=i)))
+    return out
+
+
 def json_batches(items: Sequence[Point], size: int) -> list[bytes]:
     return [orjson.dumps([p.to_json() for p in items[i : i + size]]) for i in range(0, len(items), size)]
 
@@ -94,6 +108,28 @@ def uncached_paths(count: int, now: datetime) -> list[str]:
         query = {"name": HOT_NAMES[i % len(HOT_NAMES)], "tag": "region:eu", "from": start.replace("+00:00", "Z")}
         paths.append(f"/metrics?{urlencode({**query, 'limit': PAGE})}")
     return paths
+
+
+def top_events_probe() -> str:
+    return f"/metrics/aggregate?{urlencode({'fn': 'count', 'group_by': 'name', 'top': 5, 'range': '1d'})}"
+
+
+def top_events_paths(count: int, first_point: datetime, now: datetime) -> list[str]:
+    """ "What are the top 5 events today" as /query asks it (docs/query.md: count by name, top 5, the day), each with
+    its own `from`, one ms apart, so every one is a cache miss. The window starts at midnight, or earlier when the
+    seed began yesterday, so that it holds every seeded point."""
+    midnight = now.replace(hour=0, minute=0, second=0, microsecond=0)
+    since, until = min(midnight, first_point), midnight + timedelta(days=1)
+    paths = []
+    for i in range(count):
+        query = {"fn": "count", "group_by": "name", "top": 5, "order": "desc"}
+        query |= {"from": _rfc3339(since - timedelta(milliseconds=i)), "to": _rfc3339(until)}
+        paths.append(f"/metrics/aggregate?{urlencode(query)}")
+    return paths
+
+
+def _rfc3339(moment: datetime) -> str:
+    return moment.isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
 def influx_query_paths(database: str) -> list[str]:

@@ -1,4 +1,5 @@
-"""The command line: `serve` runs Granian; `services` runs local engines; `keys` manages API keys."""
+"""The command line: `serve` runs Granian; `services` runs local engines; `keys` manages API keys; `migrate`
+converts a database of one document per point into series and buckets."""
 
 from __future__ import annotations
 
@@ -37,6 +38,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             return serve(replace(settings, **_overrides(args)), environ)
         if args.command == "keys":
             return keys(args, settings)
+        if args.command == "migrate":
+            return migrate(settings, args.batch, args.drop_old)
         return services(args.action, Path(args.state_dir or settings.data_dir / "services"), environ)
     except engines.EngineError as exc:
         print(f"telemetry-server: {exc}", file=sys.stderr)
@@ -99,24 +102,27 @@ def keys(args: argparse.Namespace, settings: Settings) -> int:
     if args.action == "generate":
         print(generate_key()[0])
         return 0
-    if settings.mongo_uri is None:
-        settings = replace(settings, mongo_uri=_running_mongo_uri(settings))
-    if settings.mongo_uri is None:
+    with_uri = _with_mongo_uri(settings, "keys")
+    if with_uri is None:
+        return 2
+    return asyncio.run(_keys(args.action, with_uri, Role(args.role), args.name, args.id))
+
+
+def _with_mongo_uri(settings: Settings, command: str) -> Settings | None:
+    """The settings with MONGO_URI, else the running server's embedded engine; None (said why) without either."""
+    if settings.mongo_uri is not None:
+        return settings
+    uri = engines.running_engines(settings.data_dir / settings.app_env).get("MONGO_URI")
+    if uri is None:
         print(
-            f"telemetry-server: keys needs MONGO_URI, or a server running from this folder with APP_ENV="
+            f"telemetry-server: {command} needs MONGO_URI, or a server running from this folder with APP_ENV="
             f"{settings.app_env} and embedded engines (scripts/serve.sh); engines started by `services up` print "
             f"their URIs with `telemetry-server services status`",
             file=sys.stderr,
         )
-        return 2
-    return asyncio.run(_keys(args.action, settings, Role(args.role), args.name, args.id))
-
-
-def _running_mongo_uri(settings: Settings) -> str | None:
-    uri = engines.running_engines(settings.data_dir / settings.app_env).get("MONGO_URI")
-    if uri is not None:
-        log.info("MONGO_URI is unset: using the running server's embedded engine at %s", uri)
-    return uri
+        return None
+    log.info("MONGO_URI is unset: using the running server's embedded engine at %s", uri)
+    return replace(settings, mongo_uri=uri)
 
 
 async def _keys(action: str, settings: Settings, role: Role, name: str, key_id: str | None) -> int:
@@ -142,6 +148,41 @@ async def _keys(action: str, settings: Settings, role: Role, name: str, key_id: 
             print(f"revoked key {key.key_id} at {key.to_json()['revoked_at']}")
     except AppError as exc:
         print(f"telemetry-server: {exc.detail}", file=sys.stderr)
+        return 1
+    finally:
+        await client.close()
+    return 0
+
+
+def migrate(settings: Settings, chunk_size: int, drop_old: bool) -> int:
+    """Convert `metrics` (one document per point) into series, buckets and legacy ids; see README, Upgrading."""
+    with_uri = _with_mongo_uri(settings, "migrate")
+    if with_uri is None:
+        return 2
+    return asyncio.run(_migrate(with_uri, chunk_size, drop_old))
+
+
+async def _migrate(settings: Settings, chunk_size: int, drop_old: bool) -> int:
+    from telemetry_server.errors import AppError
+    from telemetry_server.storage.migration import MetricsMigration, MigrationRefused, Progress
+    from telemetry_server.storage.mongo import create_mongo_client
+
+    def report(progress: Progress) -> None:
+        print(f"telemetry-server: {progress.describe()}", file=sys.stderr, flush=True)
+
+    client = create_mongo_client(settings)
+    migration = MetricsMigration(client[settings.database_name], chunk_size, report)
+    try:
+        outcome = await migration.run()
+        if outcome.already_done:
+            print(f"migration already done: {outcome.migrated:,} points migrated; nothing to do")
+        else:
+            print(f"migration done: {outcome.migrated_now:,} points migrated now, {outcome.migrated:,} in all")
+        if drop_old:
+            dropped = await migration.drop_old()
+            print(f"dropped `metrics` ({dropped:,} documents, every one migrated)")
+    except (AppError, MigrationRefused) as exc:
+        print(f"telemetry-server: migration: {exc}", file=sys.stderr)
         return 1
     finally:
         await client.close()
@@ -178,6 +219,13 @@ def _overrides(args: argparse.Namespace) -> dict[str, Any]:
     return {key: value for key in ("host", "port", "workers") if (value := getattr(args, key)) is not None}
 
 
+def _positive(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError("must be at least 1")
+    return value
+
+
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="telemetry-server", description=__doc__)
     commands = parser.add_subparsers(dest="command", required=True)
@@ -197,6 +245,14 @@ def _parser() -> argparse.ArgumentParser:
     revoke_cmd.add_argument("id", help="the key's id (the hex part after tsk_)")
     key_actions.add_parser("generate", help="print a new key without storing it, e.g. for BOOTSTRAP_ADMIN_KEY")
     keys_cmd.set_defaults(role="read", name="", id=None)
+    migrate_cmd = commands.add_parser(
+        "migrate",
+        help="convert `metrics` (one document per point) into series and buckets; resumable, safe to rerun",
+    )
+    migrate_cmd.add_argument("--batch", type=_positive, default=10_000, help="old documents per chunk (default 10000)")
+    migrate_cmd.add_argument(
+        "--drop-old", action="store_true", help="then drop `metrics`, once its count matches what was migrated"
+    )
     services_cmd = commands.add_parser("services", help="local MongoDB-wire and Redis engines, detached")
     services_cmd.add_argument("action", choices=("up", "down", "status"))
     services_cmd.add_argument("--state-dir", help="where pids, logs and data live (default DATA_DIR/services)")

