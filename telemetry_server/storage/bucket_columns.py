@@ -60,7 +60,7 @@ class Summary(NamedTuple):
     series: int
     start_ms: int
     end_ms: int
-    count: int
+    count: int  # type: ignore[assignment]  # the field shadows tuple.count, which nothing here needs
     sum: float
     min: float
     max: float
