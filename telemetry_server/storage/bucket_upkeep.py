@@ -24,6 +24,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from bson import ObjectId
+from pymongo import DeleteOne, UpdateOne
 from pymongo.asynchronous.database import AsyncDatabase
 from pymongo.errors import PyMongoError
 
@@ -33,13 +34,14 @@ from telemetry_server.models.retention import retention_cutoff
 from telemetry_server.storage.bucket_columns import (
     MAX_POINTS,
     MAX_SPAN_MS,
+    Slot,
     bucket_document,
     decode_columns,
     to_millis,
 )
 from telemetry_server.storage.mongo import Document, unavailable_when_unreachable
 from telemetry_server.storage.mongo_lease import MongoLease
-from telemetry_server.storage.mongo_rollups import MongoRollups
+from telemetry_server.storage.mongo_rollups import Expired, MongoRollups
 
 log = logging.getLogger("telemetry_server.upkeep")
 
@@ -250,25 +252,12 @@ class BucketUpkeep:
 
     async def _merge(self, series: int, group: list[Document], tally: UpkeepTally) -> None:
         merged_id = ObjectId()
-        ids = [doc["_id"] for doc in group]
         claimed_at = self._clock()
-        async with unavailable_when_unreachable("compaction claim"):
-            # PERF: `_id $in` then a check of the revs, not an `$or` of (_id, rev) pairs, which the engine answers
-            # by a collection scan (236 ms against 13 ms for 100 of 4,000 buckets, bench.upkeep_probe's setting).
-            await self._buckets.update_many(
-                {"_id": {"$in": ids}, "claimed": {"$exists": False}},
-                {"$set": {"claimed": merged_id, "claimed_at": claimed_at}, "$inc": {"rev": 1}},
-            )
-            cursor = self._buckets.find({"_id": {"$in": ids}, "claimed": merged_id}, {"rev": 1})
-            revs = {doc["_id"]: doc["rev"] async for doc in cursor}
-        # A claim bumps the rev once: a bucket claimed at any other rev was edited after it was read. It is left
-        # out; the others hold exactly what was read.
-        sources = [doc for doc in group if revs.get(doc["_id"]) == doc["rev"] + 1]
+        sources = await self._claim(group, {"claimed": merged_id, "claimed_at": claimed_at})
         if len(sources) < 2 or self._clock() - claimed_at > CLAIM_DEADLINE:
-            await self._release(list(revs), merged_id)
+            await self._release([doc["_id"] for doc in sources], merged_id)
             return
         source_ids = [doc["_id"] for doc in sources]
-        await self._release([id_ for id_ in revs if id_ not in source_ids], merged_id)
         slots = [slot for doc in sources for slot in decode_columns(doc).slots()]
         merged = {"_id": merged_id, **bucket_document(series, slots), "replaces": source_ids}
         async with unavailable_when_unreachable("compaction write"):
@@ -276,6 +265,24 @@ class BucketUpkeep:
             await self._buckets.delete_many({"_id": {"$in": source_ids}, "claimed": merged_id})
         tally.merged_buckets += len(sources)
         tally.merges += 1
+
+    async def _claim(self, docs: list[Document], claim: Document) -> list[Document]:
+        """Claim `docs` at the revs they were read at; the ones claimed, with their rev now."""
+        ids = [doc["_id"] for doc in docs]
+        async with unavailable_when_unreachable("claim of buckets"):
+            # PERF: `_id $in` then a check of the revs, not an `$or` of (_id, rev) pairs, which the engine answers
+            # by a collection scan (236 ms against 13 ms for 100 of 4,000 buckets, bench.upkeep_probe's setting).
+            await self._buckets.update_many(
+                {"_id": {"$in": ids}, "claimed": {"$exists": False}}, {"$set": claim, "$inc": {"rev": 1}}
+            )
+            cursor = self._buckets.find({"_id": {"$in": ids}, "claimed": claim["claimed"]}, {"rev": 1})
+            revs = {doc["_id"]: doc["rev"] async for doc in cursor}
+        # A claim bumps the rev once: a bucket claimed at any other rev was edited after it was read, and is
+        # released; the others hold exactly what was read.
+        held = [{**doc, "rev": doc["rev"] + 1} for doc in docs if revs.get(doc["_id"]) == doc["rev"] + 1]
+        held_ids = {doc["_id"] for doc in held}
+        await self._release([id_ for id_ in revs if id_ not in held_ids], claim["claimed"])
+        return held
 
     async def _release(self, ids: list[Any], claim: ObjectId) -> None:
         if not ids:
@@ -302,8 +309,14 @@ class BucketUpkeep:
                 straddling = {"end": {"$gte": cutoff, "$lte": straddling_end}, "start": {"$lt": cutoff}, **unclaimed}
                 cursor = self._buckets.find(straddling).limit(BUCKETS_PER_PASS - len(docs))
                 docs += [doc async for doc in cursor]
-        for doc in await self._settled(docs):
-            await self._sweep_bucket(doc, cutoff, tally)
+        docs = await self._settled(docs)
+        if self._rollups is None:
+            await self._drop_expired(docs, cutoff, None, tally)
+        elif docs:
+            # Rollups are added before the points are dropped: the claim makes that pair finishable after a crash.
+            marker = ObjectId()
+            claim = {"claimed": marker, "claimed_at": self._clock(), "claimed_cutoff": cutoff}
+            await self._drop_expired(await self._claim(docs, claim), cutoff, marker, tally)
         cutoff_ms = to_millis(cutoff)
         async with unavailable_when_unreachable("retention of moved and legacy ids"):
             for name in _ROW_COLLECTIONS:
@@ -312,60 +325,37 @@ class BucketUpkeep:
         if self._rollups is not None and self._rollup_retention is not None:
             tally.dropped_rollups += await self._rollups.expire(now - self._rollup_retention)
 
-    async def _sweep_bucket(self, doc: Document, cutoff: datetime, tally: UpkeepTally) -> None:
-        at_read = {"_id": doc["_id"], "rev": doc["rev"], "claimed": {"$exists": False}}
-        if self._rollups is None:
-            await self._drop_expired(doc, cutoff, at_read, tally)
-            return
-        # Rollups are added before the points are dropped: the claim makes that pair finishable after a crash.
-        marker = ObjectId()
-        async with unavailable_when_unreachable("retention claim"):
-            claim = await self._buckets.update_one(
-                at_read,
-                {
-                    "$set": {"claimed": marker, "claimed_at": self._clock(), "claimed_cutoff": cutoff},
-                    "$inc": {"rev": 1},
-                },
-            )
-        if claim.matched_count:
-            await self._drop_expired(
-                {**doc, "rev": doc["rev"] + 1}, cutoff, {"_id": doc["_id"], "claimed": marker}, tally
-            )
-
-    async def _drop_expired(self, doc: Document, cutoff: datetime, match: Document, tally: UpkeepTally) -> None:
-        """Drop the points of `doc` before `cutoff` (rolled up first), if the bucket still matches `match`."""
+    async def _drop_expired(
+        self, docs: list[Document], cutoff: datetime, claim: ObjectId | None, tally: UpkeepTally
+    ) -> None:
+        """Drop the points of `docs` before `cutoff` (rolled up first): buckets claimed as `claim`, or, without
+        one, those still at the rev they were read at."""
         cutoff_ms = to_millis(cutoff)
-        series = doc["series"]
-        slots = list(decode_columns(doc).slots())
-        dropped = [slot for slot in slots if slot.millis < cutoff_ms]
-        kept = [slot for slot in slots if slot.millis >= cutoff_ms]
-        token = f"{doc['_id']}:{doc['rev']}"  # a claimed bucket keeps its rev: the same token after a crash
-        if self._rollups is not None and dropped:
-            await self._rollups.add(series, dropped, token)
+        expired: list[Expired] = []
+        writes: list[UpdateOne | DeleteOne] = []
+        for doc in docs:
+            slots = list(decode_columns(doc).slots())
+            dropped = [slot for slot in slots if slot.millis < cutoff_ms]
+            kept = [slot for slot in slots if slot.millis >= cutoff_ms]
+            # A claimed bucket keeps its rev, so a sweep finished after a crash adds under the same token.
+            expired.append(Expired(doc["series"], dropped, f"{doc['_id']}:{doc['rev']}"))
+            match: Document = {"_id": doc["_id"]}
+            match.update(
+                {"claimed": claim} if claim is not None else {"rev": doc["rev"], "claimed": {"$exists": False}}
+            )
+            writes.append(UpdateOne(match, _trim(doc["series"], kept)) if kept else DeleteOne(match))
+        if not writes:
+            return
+        if self._rollups is not None:
+            await self._rollups.add(expired)
         async with unavailable_when_unreachable("retention write"):
-            if kept:
-                trimmed = bucket_document(series, kept)
-                update: Document = {
-                    "$set": {name: trimmed[name] for name in _COLUMNS},
-                    "$unset": dict(_CLAIM_FIELDS),
-                    "$inc": {"rev": 1},
-                }
-                if "alias" in trimmed:
-                    update["$set"]["alias"] = trimmed["alias"]
-                else:
-                    update["$unset"]["alias"] = ""
-                done = (await self._buckets.update_one(match, update)).matched_count
-            else:
-                done = (await self._buckets.delete_one(match)).deleted_count
-        if not done:
-            return  # an edit came first (only without rollups: a claim keeps edits out); the next pass retries
-        if self._rollups is not None and dropped:
-            await self._rollups.settle(series, dropped, token)
-        tally.dropped_points += len(dropped)
-        if kept:
-            tally.trimmed_buckets += 1
-        else:
-            tally.dropped_buckets += 1
+            # Without a claim a bucket an edit changed since it was read is not matched: the next pass reads it.
+            result = await self._buckets.bulk_write(writes, ordered=False)
+        if self._rollups is not None:
+            await self._rollups.settle(expired)
+        tally.dropped_buckets += result.deleted_count
+        tally.trimmed_buckets += result.modified_count
+        tally.dropped_points += sum(len(one.slots) for one in expired)
 
     # -- recovery --------------------------------------------------------------------------------------------
 
@@ -377,12 +367,12 @@ class BucketUpkeep:
                     {"claimed": {"$exists": True}, "claimed_at": {"$lt": now - STALE_CLAIM}}
                 ).limit(BUCKETS_PER_PASS)
             ]
+        sweeps: dict[tuple[ObjectId, datetime], list[Document]] = {}
         for doc in stale:
-            match = {"_id": doc["_id"], "claimed": doc["claimed"]}
             if "claimed_cutoff" in doc:
-                await self._drop_expired(doc, doc["claimed_cutoff"], match, tally)
-                tally.finished_claims += 1
+                sweeps.setdefault((doc["claimed"], doc["claimed_cutoff"]), []).append(doc)
                 continue
+            match = {"_id": doc["_id"], "claimed": doc["claimed"]}
             async with unavailable_when_unreachable("recovery of a stale claim"):
                 merged = await self._buckets.find_one({"_id": doc["claimed"]}, {"_id": 1})
                 if merged is not None:
@@ -391,3 +381,21 @@ class BucketUpkeep:
                     continue
             await self._release([doc["_id"]], doc["claimed"])
             tally.released_claims += 1
+        for (claim, cutoff), docs in sweeps.items():
+            await self._drop_expired(docs, cutoff, claim, tally)
+            tally.finished_claims += len(docs)
+
+
+def _trim(series: int, kept: list[Slot]) -> Document:
+    """The update that leaves a bucket holding only `kept`, releasing its claim."""
+    trimmed = bucket_document(series, kept)
+    update: Document = {
+        "$set": {name: trimmed[name] for name in _COLUMNS},
+        "$unset": dict(_CLAIM_FIELDS),
+        "$inc": {"rev": 1},
+    }
+    if "alias" in trimmed:
+        update["$set"]["alias"] = trimmed["alias"]
+    else:
+        update["$unset"]["alias"] = ""
+    return update

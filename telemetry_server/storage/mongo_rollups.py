@@ -18,8 +18,9 @@ from __future__ import annotations
 
 from collections.abc import Collection, Iterable, Sequence
 from datetime import datetime
+from typing import NamedTuple
 
-from pymongo import ASCENDING, IndexModel, UpdateOne
+from pymongo import ASCENDING, IndexModel, UpdateMany, UpdateOne
 from pymongo.asynchronous.database import AsyncDatabase
 from pymongo.errors import BulkWriteError
 
@@ -29,6 +30,14 @@ from telemetry_server.storage.mongo import Document, unavailable_when_unreachabl
 
 _DUPLICATE_KEY = 11000
 ROLLUP_INDEXES = [IndexModel([("series", ASCENDING), ("start", ASCENDING)], name="series_start", unique=True)]
+
+
+class Expired(NamedTuple):
+    """Points of one bucket about to be dropped, and the token that adds them once: (bucket _id, rev)."""
+
+    series: int
+    slots: Sequence[Slot]
+    token: str
 
 
 def summarize(series: int, slots: Iterable[Slot], size: RollupSize) -> list[Summary]:
@@ -52,21 +61,22 @@ class MongoRollups:
             for size in self.sizes:
                 await self._database[size.collection].create_indexes(ROLLUP_INDEXES)
 
-    async def add(self, series: int, slots: Sequence[Slot], token: str) -> None:
-        """Add `slots` to every rollup size, once per token however often this is called."""
+    async def add(self, expired: Sequence[Expired]) -> None:
+        """Add the points to every rollup size, once per token however often this is called."""
         for size in self.sizes:
             updates = [
                 UpdateOne(
-                    {"series": series, "start": from_millis(summary.start_ms), "pending": {"$ne": token}},
+                    {"series": one.series, "start": from_millis(summary.start_ms), "pending": {"$ne": one.token}},
                     {
                         "$inc": {"count": summary.count, "sum": summary.sum},
                         "$min": {"min": summary.min},
                         "$max": {"max": summary.max},
-                        "$push": {"pending": token},
+                        "$push": {"pending": one.token},
                     },
                     upsert=True,
                 )
-                for summary in summarize(series, slots, size)
+                for one in expired
+                for summary in summarize(one.series, one.slots, size)
             ]
             if not updates:
                 continue
@@ -79,17 +89,20 @@ class MongoRollups:
                     if any(error.get("code") != _DUPLICATE_KEY for error in errors):
                         raise
 
-    async def settle(self, series: int, slots: Sequence[Slot], token: str) -> None:
-        """Forget `token` once its points are gone from their bucket (it cannot be added again)."""
+    async def settle(self, expired: Sequence[Expired]) -> None:
+        """Forget the tokens once their points are gone from their buckets (they cannot be added again)."""
         for size in self.sizes:
-            starts = sorted({interval_start(slot.millis, size) for slot in slots})
-            if not starts:
-                continue
-            async with unavailable_when_unreachable("rollup settling"):
-                await self._database[size.collection].update_many(
-                    {"series": series, "start": {"$in": [from_millis(start) for start in starts]}},
-                    {"$pull": {"pending": token}},
+            updates = [
+                UpdateMany(
+                    {"series": one.series, "start": {"$in": [from_millis(start) for start in starts]}},
+                    {"$pull": {"pending": one.token}},
                 )
+                for one in expired
+                if (starts := sorted({interval_start(slot.millis, size) for slot in one.slots}))
+            ]
+            if updates:
+                async with unavailable_when_unreachable("rollup settling"):
+                    await self._database[size.collection].bulk_write(updates, ordered=False)
 
     async def expire(self, cutoff: datetime) -> int:
         """Delete the intervals that ended before `cutoff`; how many went."""

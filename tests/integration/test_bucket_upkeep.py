@@ -33,7 +33,7 @@ from telemetry_server.storage.bucket_columns import (
     without,
 )
 from telemetry_server.storage.bucket_upkeep import BucketUpkeep, UpkeepTally
-from telemetry_server.storage.mongo_rollups import MongoRollups, rollup_summaries
+from telemetry_server.storage.mongo_rollups import Expired, MongoRollups, rollup_summaries
 from telemetry_server.storage.mongo_series import SeriesRegistry
 
 Document = dict[str, Any]
@@ -436,9 +436,8 @@ def test_rollups_equal_the_summaries_of_the_dropped_points_even_after_a_crash(mo
             },
         )
         await rollups.ensure_indexes()
-        await rollups.add(
-            victim["series"], list(decode_columns(victim).slots()), f"{victim['_id']}:{victim['rev'] + 1}"
-        )
+        slots = list(decode_columns(victim).slots())
+        await rollups.add([Expired(victim["series"], slots, f"{victim['_id']}:{victim['rev'] + 1}")])
 
         clock = Clock()
         upkeep = BucketUpkeep(db, retention=DAY, rollups=rollups, clock=clock)
