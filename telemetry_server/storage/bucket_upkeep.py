@@ -337,8 +337,7 @@ class BucketUpkeep:
             slots = list(decode_columns(doc).slots())
             dropped = [slot for slot in slots if slot.millis < cutoff_ms]
             kept = [slot for slot in slots if slot.millis >= cutoff_ms]
-            # A claimed bucket keeps its rev, so a sweep finished after a crash adds under the same token.
-            expired.append(Expired(doc["series"], dropped, f"{doc['_id']}:{doc['rev']}"))
+            expired.append(Expired(doc["series"], dropped))
             match: Document = {"_id": doc["_id"]}
             match.update(
                 {"claimed": claim} if claim is not None else {"rev": doc["rev"], "claimed": {"$exists": False}}
@@ -346,13 +345,14 @@ class BucketUpkeep:
             writes.append(UpdateOne(match, _trim(doc["series"], kept)) if kept else DeleteOne(match))
         if not writes:
             return
-        if self._rollups is not None:
-            await self._rollups.add(expired)
+        updated = None
+        if self._rollups is not None and claim is not None:
+            updated = await self._rollups.add(expired, claim)
         async with unavailable_when_unreachable("retention write"):
             # Without a claim a bucket an edit changed since it was read is not matched: the next pass reads it.
             result = await self._buckets.bulk_write(writes, ordered=False)
-        if self._rollups is not None:
-            await self._rollups.settle(expired)
+        if self._rollups is not None and claim is not None and updated is not None:
+            await self._rollups.settle(updated, claim)
         tally.dropped_buckets += result.deleted_count
         tally.trimmed_buckets += result.modified_count
         tally.dropped_points += sum(len(one.slots) for one in expired)
@@ -367,10 +367,10 @@ class BucketUpkeep:
                     {"claimed": {"$exists": True}, "claimed_at": {"$lt": now - STALE_CLAIM}}
                 ).limit(BUCKETS_PER_PASS)
             ]
-        sweeps: dict[tuple[ObjectId, datetime], list[Document]] = {}
+        sweeps: dict[ObjectId, datetime] = {}  # claim -> its cutoff
         for doc in stale:
             if "claimed_cutoff" in doc:
-                sweeps.setdefault((doc["claimed"], doc["claimed_cutoff"]), []).append(doc)
+                sweeps[doc["claimed"]] = doc["claimed_cutoff"]
                 continue
             match = {"_id": doc["_id"], "claimed": doc["claimed"]}
             async with unavailable_when_unreachable("recovery of a stale claim"):
@@ -381,7 +381,10 @@ class BucketUpkeep:
                     continue
             await self._release([doc["_id"]], doc["claimed"])
             tally.released_claims += 1
-        for (claim, cutoff), docs in sweeps.items():
+        for claim, cutoff in sweeps.items():
+            # Every bucket of the claim, as the sweep that died had them: rollups take a claim's points whole.
+            async with unavailable_when_unreachable("read of stale claims"):
+                docs = [doc async for doc in self._buckets.find({"claimed": claim})]
             await self._drop_expired(docs, cutoff, claim, tally)
             tally.finished_claims += len(docs)
 
