@@ -1,4 +1,5 @@
-"""The command line: `serve` runs Granian; `services` runs local engines; `keys` manages API keys."""
+"""The command line: `serve` runs Granian; `services` runs local engines; `keys` manages API keys; `compact` and
+`sweep` do the storage upkeep the server does in the background, once, to the end."""
 
 from __future__ import annotations
 
@@ -37,6 +38,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             return serve(replace(settings, **_overrides(args)), environ)
         if args.command == "keys":
             return keys(args, settings)
+        if args.command in ("compact", "sweep"):
+            return upkeep(args.command, settings)
         return services(args.action, Path(args.state_dir or settings.data_dir / "services"), environ)
     except engines.EngineError as exc:
         print(f"telemetry-server: {exc}", file=sys.stderr)
@@ -99,24 +102,27 @@ def keys(args: argparse.Namespace, settings: Settings) -> int:
     if args.action == "generate":
         print(generate_key()[0])
         return 0
-    if settings.mongo_uri is None:
-        settings = replace(settings, mongo_uri=_running_mongo_uri(settings))
-    if settings.mongo_uri is None:
+    with_uri = _with_mongo_uri(settings, "keys")
+    if with_uri is None:
+        return 2
+    return asyncio.run(_keys(args.action, with_uri, Role(args.role), args.name, args.id))
+
+
+def _with_mongo_uri(settings: Settings, command: str) -> Settings | None:
+    """The settings with MONGO_URI, else the running server's embedded engine; None (said why) without either."""
+    if settings.mongo_uri is not None:
+        return settings
+    uri = engines.running_engines(settings.data_dir / settings.app_env).get("MONGO_URI")
+    if uri is None:
         print(
-            f"telemetry-server: keys needs MONGO_URI, or a server running from this folder with APP_ENV="
+            f"telemetry-server: {command} needs MONGO_URI, or a server running from this folder with APP_ENV="
             f"{settings.app_env} and embedded engines (scripts/serve.sh); engines started by `services up` print "
             f"their URIs with `telemetry-server services status`",
             file=sys.stderr,
         )
-        return 2
-    return asyncio.run(_keys(args.action, settings, Role(args.role), args.name, args.id))
-
-
-def _running_mongo_uri(settings: Settings) -> str | None:
-    uri = engines.running_engines(settings.data_dir / settings.app_env).get("MONGO_URI")
-    if uri is not None:
-        log.info("MONGO_URI is unset: using the running server's embedded engine at %s", uri)
-    return uri
+        return None
+    log.info("MONGO_URI is unset: using the running server's embedded engine at %s", uri)
+    return replace(settings, mongo_uri=uri)
 
 
 async def _keys(action: str, settings: Settings, role: Role, name: str, key_id: str | None) -> int:
@@ -145,6 +151,54 @@ async def _keys(action: str, settings: Settings, role: Role, name: str, key_id: 
         return 1
     finally:
         await client.close()
+    return 0
+
+
+def upkeep(command: str, settings: Settings) -> int:
+    """`compact` or `sweep` in passes, each under the lease the servers' background upkeep takes, until done."""
+    if command == "sweep" and settings.retention is None:
+        print("telemetry-server: RETENTION is not set: no point expires, nothing to sweep", file=sys.stderr)
+        return 0
+    with_uri = _with_mongo_uri(settings, command)
+    if with_uri is None:
+        return 2
+    return asyncio.run(_upkeep(command, with_uri))
+
+
+_LEASE_WAIT_SECONDS = 60
+_MAX_PASSES = 100_000
+
+
+async def _upkeep(command: str, settings: Settings) -> int:
+    from telemetry_server.errors import AppError
+    from telemetry_server.storage.bucket_upkeep import BucketUpkeep, UpkeepTally
+    from telemetry_server.storage.mongo import create_mongo_client
+
+    client = create_mongo_client(settings)
+    upkeep = BucketUpkeep.from_settings(client[settings.database_name], settings)
+    total = UpkeepTally()
+    waited = 0
+    try:
+        for number in range(1, _MAX_PASSES + 1):
+            tally = await upkeep.run_leased_pass(compact=command == "compact", sweep=command == "sweep")
+            if tally is None:  # a server's pass is running: they are short
+                if waited == _LEASE_WAIT_SECONDS:
+                    print(f"telemetry-server: the upkeep lease stayed taken for {waited} s", file=sys.stderr)
+                    return 1
+                waited += 1
+                await asyncio.sleep(1)
+                continue
+            total.add(tally)
+            if tally:
+                print(f"pass {number}: {tally.describe()}", file=sys.stderr)
+            elif upkeep.caught_up:
+                break
+    except AppError as exc:
+        print(f"telemetry-server: {exc.detail}", file=sys.stderr)
+        return 1
+    finally:
+        await client.close()
+    print(f"{command}: {total.describe()}")
     return 0
 
 
@@ -197,6 +251,10 @@ def _parser() -> argparse.ArgumentParser:
     revoke_cmd.add_argument("id", help="the key's id (the hex part after tsk_)")
     key_actions.add_parser("generate", help="print a new key without storing it, e.g. for BOOTSTRAP_ADMIN_KEY")
     keys_cmd.set_defaults(role="read", name="", id=None)
+    commands.add_parser(
+        "compact", help="merge small buckets now (as the servers do every UPKEEP_PERIOD_SECONDS), to the end"
+    )
+    commands.add_parser("sweep", help="delete expired points now (RETENTION), rolling them up (ROLLUPS), to the end")
     services_cmd = commands.add_parser("services", help="local MongoDB-wire and Redis engines, detached")
     services_cmd.add_argument("action", choices=("up", "down", "status"))
     services_cmd.add_argument("--state-dir", help="where pids, logs and data live (default DATA_DIR/services)")

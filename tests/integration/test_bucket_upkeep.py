@@ -8,7 +8,10 @@ what was written, point by point.
 from __future__ import annotations
 
 import asyncio
+import os
 import random
+import subprocess
+import sys
 import uuid
 from collections import Counter
 from collections.abc import Awaitable, Callable
@@ -56,16 +59,16 @@ class Clock:
         return self.now
 
 
-def run(mongo_uri: str, scenario: Callable[[Database], Awaitable[None]]) -> None:
+def run(mongo_uri: str, scenario: Callable[[Database], Awaitable[None]], name: str | None = None) -> None:
     """Run `scenario` against a database of its own, dropped afterwards."""
 
     async def main() -> None:
         client: AsyncMongoClient[Document] = AsyncMongoClient(mongo_uri, tz_aware=True)
-        name = f"upkeep_{uuid.uuid4().hex[:12]}"
+        name_ = name or f"upkeep_{uuid.uuid4().hex[:12]}"
         try:
-            await scenario(client[name])
+            await scenario(client[name_])
         finally:
-            await client.drop_database(name)
+            await client.drop_database(name_)
             await client.close()
 
     asyncio.run(main())
@@ -492,3 +495,41 @@ def test_one_upkeep_at_a_time(mongo_uri: str) -> None:
         assert await second.run_leased_pass() is not None
 
     run(mongo_uri, scenario)
+
+
+def test_the_cli_compacts_and_sweeps_once_to_the_end(mongo_uri: str) -> None:
+    app_env = f"upkeep-cli-{uuid.uuid4().hex[:8]}"
+    env = {**os.environ, "ENVIRONMENT": "test", "APP_ENV": app_env, "MONGO_URI": mongo_uri, "LOG_LEVEL": "warning"}
+
+    def cli(command: str, **settings: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [sys.executable, "-m", "telemetry_server", command],
+            env={**env, **settings},
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=True,
+        )
+
+    async def scenario(db: Database) -> None:
+        writer = await Writer.open(db)
+        series = await writer.series(2)
+        now_ms = to_millis(datetime.now(UTC))
+        for one in series:
+            await insert_buckets(db, one, trickle(writer, now_ms - 7_200_000, 100, every_ms=60_000))
+        before = await stored_points(db)
+
+        compacted = cli("compact")
+
+        assert compacted.stdout.startswith("compact: merged ")
+        assert await bucket_count(db) == 2 * 2  # 100 points a minute apart: at most an hour in a bucket
+        assert await stored_points(db) == before
+
+        swept = cli("sweep", RETENTION="1h")
+
+        assert swept.stdout.startswith("sweep: ")
+        cutoff = now_ms - 3_600_000
+        assert set(await stored_points(db)) <= {key for key in before if key[1] >= cutoff}
+        assert await stored_points(db)
+
+    run(mongo_uri, scenario, name=f"telemetry_server_{app_env}")
