@@ -177,10 +177,12 @@ async def _upkeep(command: str, settings: Settings) -> int:
     client = create_mongo_client(settings)
     upkeep = BucketUpkeep.from_settings(client[settings.database_name], settings)
     total = UpkeepTally()
-    waited = 0
+    compact = command == "compact"
+    passes = waited = 0
     try:
-        for number in range(1, _MAX_PASSES + 1):
-            tally = await upkeep.run_leased_pass(compact=command == "compact", sweep=command == "sweep")
+        while passes < _MAX_PASSES:
+            # The first pass reads every bucket again: the servers' passes read only what ended since their last.
+            tally = await upkeep.run_leased_pass(compact=compact, sweep=not compact, from_oldest=passes == 0)
             if tally is None:  # a server's pass is running: they are short
                 if waited == _LEASE_WAIT_SECONDS:
                     print(f"telemetry-server: the upkeep lease stayed taken for {waited} s", file=sys.stderr)
@@ -188,9 +190,10 @@ async def _upkeep(command: str, settings: Settings) -> int:
                 waited += 1
                 await asyncio.sleep(1)
                 continue
+            passes += 1
             total.add(tally)
             if tally:
-                print(f"pass {number}: {tally.describe()}", file=sys.stderr)
+                print(f"pass {passes}: {tally.describe()}", file=sys.stderr)
             elif upkeep.caught_up:
                 break
     except AppError as exc:

@@ -163,6 +163,16 @@ async def delete_point(db: Database, point_id: str) -> None:
     raise AssertionError(f"{point_id} could not be deleted")
 
 
+async def die_holding_a_claim(
+    db: Database, claim: ObjectId, at: datetime, which: Document | None = None, cutoff: datetime | None = None
+) -> None:
+    """What a pass that died leaves: its claim written down in `upkeep`, and the buckets claimed."""
+    ids = [doc["_id"] async for doc in db["buckets"].find(which or {}, {"_id": 1})]
+    await db["upkeep"].insert_one({"_id": claim, "buckets": ids, "at": at, **({"cutoff": cutoff} if cutoff else {})})
+    update = {"$set": {"claimed": claim, "claimed_at": at}, "$inc": {"rev": 1}}
+    await db["buckets"].update_many({"_id": {"$in": ids}}, update)
+
+
 def trickle(writer: Writer, start_ms: int, count: int, every_ms: int = 1000) -> list[list[Slot]]:
     """Buckets of one to three points, as single POSTs and small group commits make them."""
     groups: list[list[Slot]] = []
@@ -225,6 +235,27 @@ def test_recent_and_half_full_buckets_are_left_alone(mongo_uri: str) -> None:
     run(mongo_uri, scenario)
 
 
+def test_each_pass_reads_what_ended_since_the_last_and_merges_it_with_its_small_neighbours(mongo_uri: str) -> None:
+    async def scenario(db: Database) -> None:
+        writer = await Writer.open(db)
+        (one,) = await writer.series(1)
+        await insert_buckets(db, one, [writer.slots([NOW_MS - 600_000 + n * 60_000]) for n in range(8)])
+        clock = Clock()
+        upkeep = BucketUpkeep(db, clock=clock)
+        assert (await upkeep.run_pass()).merges == 1
+        assert (await db["upkeep"].find_one({"_id": "compaction"}) or {})["until"] == NOW - timedelta(minutes=1)
+
+        await insert_buckets(db, one, [writer.slots([NOW_MS + 1000]), writer.slots([NOW_MS + 2000])])
+        clock.now = NOW + timedelta(minutes=2)
+        tally = await upkeep.run_pass()
+
+        assert (tally.merges, tally.merged_buckets) == (1, 3)  # the two new ones and their neighbour before
+        assert await bucket_count(db) == 1
+        assert sum((await stored_points(db)).values()) == 10
+
+    run(mongo_uri, scenario)
+
+
 def test_deletes_racing_compaction_lose_and_double_nothing(mongo_uri: str) -> None:
     async def scenario(db: Database) -> None:
         writer = await Writer.open(db)
@@ -257,26 +288,26 @@ def test_deletes_racing_compaction_lose_and_double_nothing(mongo_uri: str) -> No
     run(mongo_uri, scenario)
 
 
-def test_an_edit_between_read_and_claim_keeps_its_bucket_out_of_the_merge(mongo_uri: str) -> None:
+def test_an_edit_between_read_and_claim_keeps_its_bucket_out_of_the_claim(mongo_uri: str) -> None:
     async def scenario(db: Database) -> None:
         writer = await Writer.open(db)
         (one,) = await writer.series(1)
-        groups = [
-            writer.slots([NOW_MS - 600_000 + n * 1000]) + writer.slots([NOW_MS - 600_000 + n * 1000 + 1])
-            for n in range(5)
-        ]
+        groups = [writer.slots([NOW_MS - 600_000 + n * 1000, NOW_MS - 600_000 + n * 1000 + 1]) for n in range(5)]
         await insert_buckets(db, one, groups)
         read = [doc async for doc in db["buckets"].find({"series": one}).sort("start", 1)]
         before = await stored_points(db)
         victim = next(key for key in before if key[1] == groups[2][0].millis)
         await delete_point(db, victim[4])  # lands after the compactor read the bucket, before it claims it
 
-        tally = UpkeepTally()
-        await BucketUpkeep(db, clock=Clock())._merge(one, read, tally)
+        claim = ObjectId()
+        held = await BucketUpkeep(db, clock=Clock())._claim(read, claim, NOW)
 
-        assert tally.merges == 1
-        assert tally.merged_buckets == 4
-        assert await stored_points(db) == before - Counter([victim])
+        assert [doc["_id"] for doc in held] == [doc["_id"] for n, doc in enumerate(read) if n != 2]
+        assert await db["buckets"].count_documents({"claimed": claim}) == 4
+        edited = await db["buckets"].find_one({"_id": read[2]["_id"]})
+        assert edited is not None
+        assert "claimed" not in edited  # released at once: the next edit need not wait
+        assert await db["upkeep"].find_one({"_id": claim}) is not None  # written down before claiming
 
     run(mongo_uri, scenario)
 
@@ -288,10 +319,7 @@ def test_a_compaction_that_died_before_inserting_is_released_and_edits_go_on(mon
         await insert_buckets(db, one, trickle(writer, NOW_MS - 3_600_000, 30))
         before = await stored_points(db)
         buckets = await bucket_count(db)
-        crashed = ObjectId()
-        await db["buckets"].update_many(
-            {}, {"$set": {"claimed": crashed, "claimed_at": NOW - timedelta(minutes=2)}, "$inc": {"rev": 1}}
-        )
+        await die_holding_a_claim(db, ObjectId(), NOW - timedelta(minutes=2))
         victim = sorted(before)[0]
         doc = await db["buckets"].find_one({}, sort=[("start", 1)])
         assert doc is not None
@@ -320,10 +348,7 @@ def test_a_compaction_that_died_after_inserting_is_finished(mongo_uri: str) -> N
         before = await stored_points(db)
         sources = [doc async for doc in db["buckets"].find()]
         merged_id = ObjectId()
-        claimed_at = NOW - timedelta(seconds=10)
-        await db["buckets"].update_many(
-            {}, {"$set": {"claimed": merged_id, "claimed_at": claimed_at}, "$inc": {"rev": 1}}
-        )
+        await die_holding_a_claim(db, merged_id, NOW - timedelta(seconds=10))
         slots = [slot for doc in sources for slot in decode_columns(doc).slots()]
         merged = {"_id": merged_id, **bucket_document(one, slots), "replaces": [doc["_id"] for doc in sources]}
         await db["buckets"].insert_one(merged)
@@ -432,13 +457,8 @@ def test_rollups_equal_the_summaries_of_the_dropped_points_even_after_a_crash(mo
         victims = [doc async for doc in db["buckets"].find({"end": {"$lt": cutoff}}).sort("end", 1).limit(2)]
         assert len(victims) == 2
         dead_claim = ObjectId()
-        await db["buckets"].update_many(
-            {"_id": {"$in": [doc["_id"] for doc in victims]}},
-            {
-                "$set": {"claimed": dead_claim, "claimed_at": NOW - timedelta(minutes=5), "claimed_cutoff": cutoff},
-                "$inc": {"rev": 1},
-            },
-        )
+        ids = [doc["_id"] for doc in victims]
+        await die_holding_a_claim(db, dead_claim, NOW - timedelta(minutes=5), {"_id": {"$in": ids}}, cutoff)
         await rollups.ensure_indexes()
         expired = [Expired(doc["series"], list(decode_columns(doc).slots())) for doc in victims]
         await MongoRollups(db, (RollupSize.MINUTE,)).add(expired, dead_claim)
@@ -518,6 +538,8 @@ def test_the_cli_compacts_and_sweeps_once_to_the_end(mongo_uri: str) -> None:
         for one in series:
             await insert_buckets(db, one, trickle(writer, now_ms - 7_200_000, 100, every_ms=60_000))
         before = await stored_points(db)
+        # A server's passes have read past these already: the command reads everything again.
+        await db["upkeep"].insert_one({"_id": "compaction", "until": datetime.now(UTC)})
 
         compacted = cli("compact")
 
