@@ -15,8 +15,10 @@ revision it was read at and while nobody has claimed it, so a concurrent PUT or 
   finished (its sources deleted), otherwise released; a sweep is finished at its cutoff.
 
 ```
-upkeep  {_id: "compaction", until: date}                          where compaction has read buckets up to
-        {_id: <claim ObjectId>, buckets: [_id], at: date, cutoff?}  a claim in flight (cutoff: a sweep's)
+upkeep  {_id: "compaction", until: date}      where compaction has read buckets up to
+        {_id, at: date, claims: [{claim: ObjectId, buckets: [_id]}], cutoff?: date}
+                                              claims in flight (a compaction's: one per merged bucket, whose
+                                              _id it is; a sweep's, with its cutoff)
 ```
 """
 
@@ -31,7 +33,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from bson import ObjectId
-from pymongo import ASCENDING, DeleteOne, UpdateOne
+from pymongo import ASCENDING, DeleteMany, DeleteOne, UpdateMany, UpdateOne
 from pymongo.asynchronous.database import AsyncDatabase
 from pymongo.errors import PyMongoError
 
@@ -68,6 +70,9 @@ SMALL_SPAN_MS = MAX_SPAN_MS // 2
 # decodes every bucket it reads.
 HEADERS_PER_PASS = 10_000
 SWEPT_PER_PASS = 2_000
+# Merges claimed, written and deleted together: a few commands for all of them, not a few for each (a trickle
+# over many series brings one or two buckets per series to merge each pass).
+MERGES_PER_BATCH = 200
 LEASE = timedelta(minutes=5)
 
 # What compaction reads of a bucket to plan: not the columns. It reads buckets by `end`, with no index on
@@ -266,10 +271,9 @@ class BucketUpkeep:
         by_series: dict[int, list[Document]] = {}
         for doc in settled:
             by_series.setdefault(doc["series"], []).append(doc)
-        for series, candidates in by_series.items():
-            for group in plan_merges(candidates):
-                if not await self._merge(series, group, tally):
-                    waiting.append(min(doc["end"] for doc in group))
+        plans = [(series, group) for series, candidates in by_series.items() for group in plan_merges(candidates)]
+        for first in range(0, len(plans), MERGES_PER_BATCH):
+            waiting += await self._merge(plans[first : first + MERGES_PER_BATCH], tally)
         until = min([until, *(end for end in waiting if since is None or end >= since)])
         async with unavailable_when_unreachable("upkeep state"):
             await self._state.update_one({"_id": "compaction"}, {"$set": {"until": until}}, upsert=True)
@@ -285,66 +289,109 @@ class BucketUpkeep:
             alive = {doc["_id"] async for doc in self._buckets.find({"_id": {"$in": list(named)}}, {"_id": 1})}
         return [doc for doc in docs if alive.isdisjoint(doc.get("replaces", ()))]
 
-    async def _merge(self, series: int, group: list[Document], tally: UpkeepTally) -> bool:
-        """Merge `group` into one bucket; False when edits or claims kept it from happening (try again later)."""
+    async def _merge(self, plans: list[tuple[int, list[Document]]], tally: UpkeepTally) -> list[datetime]:
+        """Merge each planned group into one bucket, all groups in a few commands; the ends of the groups that
+        edits or claims kept from merging whole (to read again next pass)."""
         async with unavailable_when_unreachable("compaction read"):
-            cursor = self._buckets.find({"_id": {"$in": [doc["_id"] for doc in group]}, "claimed": {"$exists": False}})
-            docs = [doc async for doc in cursor]
-        if len(docs) < 2:
-            return len(docs) == len(group)
-        merged_id = ObjectId()
+            ids = [doc["_id"] for _, group in plans for doc in group]
+            cursor = self._buckets.find({"_id": {"$in": ids}, "claimed": {"$exists": False}})
+            fresh = {doc["_id"]: doc async for doc in cursor}
+        waiting: list[datetime] = []
+        series_of: list[int] = []
+        groups: list[tuple[ObjectId, list[Document]]] = []
+        for series, group in plans:
+            docs = [fresh[doc["_id"]] for doc in group if doc["_id"] in fresh]
+            if len(docs) < len(group):
+                waiting.append(min(doc["end"] for doc in group))
+            if len(docs) > 1:
+                series_of.append(series)
+                groups.append((ObjectId(), docs))
+        if not groups:
+            return waiting
         claimed_at = self._clock()
-        sources = await self._claim(docs, merged_id, claimed_at)
-        if len(sources) >= 2 and self._clock() - claimed_at <= CLAIM_DEADLINE:
-            source_ids = [doc["_id"] for doc in sources]
+        record, held = await self._claim(groups, claimed_at)
+        late = self._clock() - claimed_at > CLAIM_DEADLINE
+        merges: list[Document] = []
+        unmerged: list[tuple[ObjectId, Any]] = []
+        for series, (merged_id, docs), sources in zip(series_of, groups, held, strict=True):
+            if len(sources) < len(docs) or late:
+                waiting.append(min(doc["end"] for doc in docs))
+            if len(sources) < 2 or late:
+                unmerged += [(merged_id, doc["_id"]) for doc in sources]
+                continue
             slots = [slot for doc in sources for slot in decode_columns(doc).slots()]
-            merged = {"_id": merged_id, **bucket_document(series, slots), "replaces": source_ids}
+            replaces = [doc["_id"] for doc in sources]
+            merges.append({"_id": merged_id, **bucket_document(series, slots), "replaces": replaces})
+        await self._release(unmerged)
+        if merges:
             async with unavailable_when_unreachable("compaction write"):
-                await self._buckets.insert_one(merged)
-                await self._buckets.delete_many({"_id": {"$in": source_ids}, "claimed": merged_id})
-            tally.merged_buckets += len(sources)
-            tally.merges += 1
-        else:
-            await self._release([doc["_id"] for doc in sources], merged_id)
-        await self._strike_out(merged_id)
-        return len(sources) == len(group)
+                # A failure half way leaves the claims to recovery: a merged bucket that was stored is finished,
+                # the others released.
+                await self._buckets.insert_many(merges, ordered=False)
+                deletes = [DeleteMany({"_id": {"$in": doc["replaces"]}, "claimed": doc["_id"]}) for doc in merges]
+                await self._buckets.bulk_write(deletes, ordered=False)
+            tally.merges += len(merges)
+            tally.merged_buckets += sum(len(doc["replaces"]) for doc in merges)
+        await self._strike_out(record)
+        return waiting
 
     async def _claim(
-        self, docs: list[Document], claim: ObjectId, at: datetime, cutoff: datetime | None = None
-    ) -> list[Document]:
-        """Claim `docs` at the revs they were read at, written down first; the ones claimed, with their rev now."""
-        ids = [doc["_id"] for doc in docs]
-        record: Document = {"_id": claim, "buckets": ids, "at": at}
+        self, groups: list[tuple[ObjectId, list[Document]]], at: datetime, cutoff: datetime | None = None
+    ) -> tuple[ObjectId, list[list[Document]]]:
+        """Claim each group's buckets as its ObjectId, at the revs they were read at, after writing all the claims
+        down in one record; the record's id and, per group, the buckets claimed (with their rev now)."""
+        claims: list[Document] = [{"claim": claim, "buckets": [doc["_id"] for doc in docs]} for claim, docs in groups]
+        record: Document = {"_id": ObjectId(), "at": at, "claims": claims}
         if cutoff is not None:
             record["cutoff"] = cutoff
+        every = [id_ for claim in claims for id_ in claim["buckets"]]
         async with unavailable_when_unreachable("claim of buckets"):
             await self._state.insert_one(record)
             # PERF: `_id $in` then a check of the revs, not an `$or` of (_id, rev) pairs, which the engine answers
             # by a collection scan (236 ms against 13 ms for 100 of 4,000 buckets, bench.upkeep_probe's setting).
-            await self._buckets.update_many(
-                {"_id": {"$in": ids}, "claimed": {"$exists": False}},
-                {"$set": {"claimed": claim, "claimed_at": at}, "$inc": {"rev": 1}},
-            )
-            cursor = self._buckets.find({"_id": {"$in": ids}, "claimed": claim}, {"rev": 1})
-            revs = {doc["_id"]: doc["rev"] async for doc in cursor}
+            claiming = [
+                UpdateMany(
+                    {"_id": {"$in": claim["buckets"]}, "claimed": {"$exists": False}},
+                    {"$set": {"claimed": claim["claim"], "claimed_at": at}, "$inc": {"rev": 1}},
+                )
+                for claim in claims
+            ]
+            await self._buckets.bulk_write(claiming, ordered=False)
+            cursor = self._buckets.find({"_id": {"$in": every}}, {"rev": 1, "claimed": 1})
+            states = {doc["_id"]: (doc.get("claimed"), doc["rev"]) async for doc in cursor}
         # A claim bumps the rev once: a bucket claimed at any other rev was edited after it was read, and is
         # released; the others hold exactly what was read.
-        held = [{**doc, "rev": doc["rev"] + 1} for doc in docs if revs.get(doc["_id"]) == doc["rev"] + 1]
-        held_ids = {doc["_id"] for doc in held}
-        await self._release([id_ for id_ in revs if id_ not in held_ids], claim)
-        return held
+        held: list[list[Document]] = []
+        stray: list[tuple[ObjectId, Any]] = []
+        for claim, docs in groups:
+            mine = [{**doc, "rev": doc["rev"] + 1} for doc in docs if states.get(doc["_id"]) == (claim, doc["rev"] + 1)]
+            kept = {doc["_id"] for doc in mine}
+            stray += [
+                (claim, doc["_id"])
+                for doc in docs
+                if doc["_id"] not in kept and states.get(doc["_id"], (None, 0))[0] == claim
+            ]
+            held.append(mine)
+        await self._release(stray)
+        return record["_id"], held
 
     async def _strike_out(self, claim: ObjectId) -> None:
         async with unavailable_when_unreachable("upkeep state"):
             await self._state.delete_one({"_id": claim})
 
-    async def _release(self, ids: list[Any], claim: ObjectId) -> None:
-        if not ids:
+    async def _release(self, claimed: list[tuple[ObjectId, Any]]) -> None:
+        """Release buckets, given as (claim, bucket _id): each only while it is still under that claim."""
+        by_claim: dict[ObjectId, list[Any]] = {}
+        for claim, id_ in claimed:
+            by_claim.setdefault(claim, []).append(id_)
+        if not by_claim:
             return
-        async with unavailable_when_unreachable("compaction release"):
-            await self._buckets.update_many(
-                {"_id": {"$in": ids}, "claimed": claim}, {"$unset": _CLAIM_FIELDS, "$inc": {"rev": 1}}
-            )
+        releases = [
+            UpdateMany({"_id": {"$in": ids}, "claimed": claim}, {"$unset": _CLAIM_FIELDS, "$inc": {"rev": 1}})
+            for claim, ids in by_claim.items()
+        ]
+        async with unavailable_when_unreachable("release of claims"):
+            await self._buckets.bulk_write(releases, ordered=False)
 
     # -- retention -------------------------------------------------------------------------------------------
 
@@ -369,8 +416,9 @@ class BucketUpkeep:
         elif docs:
             # Rollups are added before the points are dropped: the claim makes that pair finishable after a crash.
             marker = ObjectId()
-            await self._drop_expired(await self._claim(docs, marker, self._clock(), cutoff), cutoff, marker, tally)
-            await self._strike_out(marker)
+            record, (held,) = await self._claim([(marker, docs)], self._clock(), cutoff)
+            await self._drop_expired(held, cutoff, marker, tally)
+            await self._strike_out(record)
         cutoff_ms = to_millis(cutoff)
         async with unavailable_when_unreachable("retention of moved and legacy ids"):
             for name in _ROW_COLLECTIONS:
@@ -417,20 +465,23 @@ class BucketUpkeep:
         async with unavailable_when_unreachable("read of stale claims"):
             stale = [record async for record in self._state.find({"at": {"$lt": now - STALE_CLAIM}})]
         for record in stale:
-            claim = record["_id"]
-            async with unavailable_when_unreachable("recovery of a stale claim"):
-                docs = [doc async for doc in self._buckets.find({"_id": {"$in": record["buckets"]}, "claimed": claim})]
-                if "cutoff" in record:
-                    # Every bucket of the sweep that died, together: rollups take a claim's points whole.
-                    await self._drop_expired(docs, record["cutoff"], claim, tally)
-                    tally.finished_claims += len(docs)
-                elif await self._buckets.find_one({"_id": claim}, {"_id": 1}) is not None:
-                    await self._buckets.delete_many({"_id": {"$in": record["buckets"]}, "claimed": claim})
-                    tally.finished_claims += len(docs)
-                else:
-                    await self._release([doc["_id"] for doc in docs], claim)
-                    tally.released_claims += len(docs)
-            await self._strike_out(claim)
+            for entry in record["claims"]:
+                claim = entry["claim"]
+                async with unavailable_when_unreachable("recovery of a stale claim"):
+                    held = {"_id": {"$in": entry["buckets"]}, "claimed": claim}
+                    docs = [doc async for doc in self._buckets.find(held)]
+                    if "cutoff" in record:
+                        # Every bucket of the sweep that died, together: rollups take a claim's points whole.
+                        await self._drop_expired(docs, record["cutoff"], claim, tally)
+                        tally.finished_claims += len(docs)
+                        continue
+                    if await self._buckets.find_one({"_id": claim}, {"_id": 1}) is not None:
+                        await self._buckets.delete_many(held)
+                        tally.finished_claims += len(docs)
+                        continue
+                await self._release([(claim, doc["_id"]) for doc in docs])
+                tally.released_claims += len(docs)
+            await self._strike_out(record["_id"])
 
 
 def _mergeable(doc: Document, cutoff: datetime | None) -> bool:

@@ -168,7 +168,8 @@ async def die_holding_a_claim(
 ) -> None:
     """What a pass that died leaves: its claim written down in `upkeep`, and the buckets claimed."""
     ids = [doc["_id"] async for doc in db["buckets"].find(which or {}, {"_id": 1})]
-    await db["upkeep"].insert_one({"_id": claim, "buckets": ids, "at": at, **({"cutoff": cutoff} if cutoff else {})})
+    record = {"at": at, "claims": [{"claim": claim, "buckets": ids}], **({"cutoff": cutoff} if cutoff else {})}
+    await db["upkeep"].insert_one(record)
     update = {"$set": {"claimed": claim, "claimed_at": at}, "$inc": {"rev": 1}}
     await db["buckets"].update_many({"_id": {"$in": ids}}, update)
 
@@ -300,14 +301,16 @@ def test_an_edit_between_read_and_claim_keeps_its_bucket_out_of_the_claim(mongo_
         await delete_point(db, victim[4])  # lands after the compactor read the bucket, before it claims it
 
         claim = ObjectId()
-        held = await BucketUpkeep(db, clock=Clock())._claim(read, claim, NOW)
+        record, (held,) = await BucketUpkeep(db, clock=Clock())._claim([(claim, read)], NOW)
 
         assert [doc["_id"] for doc in held] == [doc["_id"] for n, doc in enumerate(read) if n != 2]
         assert await db["buckets"].count_documents({"claimed": claim}) == 4
         edited = await db["buckets"].find_one({"_id": read[2]["_id"]})
         assert edited is not None
         assert "claimed" not in edited  # released at once: the next edit need not wait
-        assert await db["upkeep"].find_one({"_id": claim}) is not None  # written down before claiming
+        written = await db["upkeep"].find_one({"_id": record})  # written down before claiming
+        assert written is not None
+        assert written["claims"] == [{"claim": claim, "buckets": [doc["_id"] for doc in read]}]
 
     run(mongo_uri, scenario)
 
