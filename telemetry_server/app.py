@@ -48,6 +48,12 @@ class SubscribableCache(QueryCache, Protocol):
     async def listen(self, on_names: Callable[[list[str]], None], on_state: Callable[[bool], None]) -> None: ...
 
 
+class Upkeep(Protocol):
+    """Background care of stored data (compaction, retention): every worker runs it, one at a time does work."""
+
+    async def run_periodically(self, period_seconds: float) -> None: ...
+
+
 @dataclass(slots=True)
 class Backends:
     """The adapters one worker talks through; tests pass doubles of the same shape."""
@@ -59,6 +65,7 @@ class Backends:
     keys: KeyStore | None = None  # without one, /admin/keys is not served and auth cannot be on
     revocations: KeyRevocations | None = None  # without one, a revocation reaches workers by their key cache's expiry
     aggregations: AggregationStore | None = None  # without one, /metrics/aggregate and /query are not served
+    upkeep: Upkeep | None = None  # without one, small buckets stay small and nothing expires but in answers
 
 
 BackendsFactory = Callable[[Settings, Stats], Awaitable[Backends]]
@@ -67,6 +74,7 @@ BackendsFactory = Callable[[Settings, Stats], Awaitable[Backends]]
 async def open_backends(settings: Settings, stats: Stats) -> Backends:
     """The real adapters: one MongoDB and one Redis client (each with its pool) for this worker."""
     from telemetry_server.storage.bucket_aggregation import BucketAggregationStore
+    from telemetry_server.storage.bucket_upkeep import BucketUpkeep
     from telemetry_server.storage.mongo import create_mongo_client
     from telemetry_server.storage.mongo_buckets import MongoBucketStore
     from telemetry_server.storage.mongo_keys import MongoKeyStore
@@ -93,6 +101,7 @@ async def open_backends(settings: Settings, stats: Stats) -> Backends:
         tokens=RedisTokenSource(redis, namespace, settings.rate_limit_per_second, settings.rate_limit_burst),
         board=RedisStatsBoard(redis, namespace),
         keys=MongoKeyStore(mongo, settings.database_name),
+        upkeep=BucketUpkeep.from_settings(mongo[settings.database_name], settings),
         revocations=RedisKeyRevocations(redis, subscriber, namespace),
         # One series index per worker: aggregates resolve filters through the store's.
         aggregations=BucketAggregationStore(mongo[settings.database_name], store.registry),
@@ -224,6 +233,8 @@ class App:
         if backends.revocations is not None and self._guard.enabled:
             self._spawn(backends.revocations.listen(self._guard.on_revoked))
         self._spawn(components.stats_service.post_periodically())
+        if backends.upkeep is not None and self.settings.upkeep_period_seconds:
+            self._spawn(backends.upkeep.run_periodically(self.settings.upkeep_period_seconds))
 
     async def shutdown(self) -> None:
         """Store what is still gathering, stop background work, close the pools."""

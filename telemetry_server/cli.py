@@ -1,5 +1,6 @@
 """The command line: `serve` runs Granian; `services` runs local engines; `keys` manages API keys; `migrate`
-converts a database of one document per point into series and buckets."""
+converts a database of one document per point into series and buckets; `compact` and `sweep` do the storage
+upkeep the server does in the background, once, to the end."""
 
 from __future__ import annotations
 
@@ -40,6 +41,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             return keys(args, settings)
         if args.command == "migrate":
             return migrate(settings, args.batch, args.drop_old)
+        if args.command in ("compact", "sweep"):
+            return upkeep(args.command, settings)
         return services(args.action, Path(args.state_dir or settings.data_dir / "services"), environ)
     except engines.EngineError as exc:
         print(f"telemetry-server: {exc}", file=sys.stderr)
@@ -189,6 +192,57 @@ async def _migrate(settings: Settings, chunk_size: int, drop_old: bool) -> int:
     return 0
 
 
+def upkeep(command: str, settings: Settings) -> int:
+    """`compact` or `sweep` in passes, each under the lease the servers' background upkeep takes, until done."""
+    if command == "sweep" and settings.retention is None:
+        print("telemetry-server: RETENTION is not set: no point expires, nothing to sweep", file=sys.stderr)
+        return 0
+    with_uri = _with_mongo_uri(settings, command)
+    if with_uri is None:
+        return 2
+    return asyncio.run(_upkeep(command, with_uri))
+
+
+_LEASE_WAIT_SECONDS = 60
+_MAX_PASSES = 100_000
+
+
+async def _upkeep(command: str, settings: Settings) -> int:
+    from telemetry_server.errors import AppError
+    from telemetry_server.storage.bucket_upkeep import BucketUpkeep, UpkeepTally
+    from telemetry_server.storage.mongo import create_mongo_client
+
+    client = create_mongo_client(settings)
+    upkeep = BucketUpkeep.from_settings(client[settings.database_name], settings)
+    total = UpkeepTally()
+    compact = command == "compact"
+    passes = waited = 0
+    try:
+        while passes < _MAX_PASSES:
+            # The first pass reads every bucket again: the servers' passes read only what ended since their last.
+            tally = await upkeep.run_leased_pass(compact=compact, sweep=not compact, from_oldest=passes == 0)
+            if tally is None:  # a server's pass is running: they are short
+                if waited == _LEASE_WAIT_SECONDS:
+                    print(f"telemetry-server: the upkeep lease stayed taken for {waited} s", file=sys.stderr)
+                    return 1
+                waited += 1
+                await asyncio.sleep(1)
+                continue
+            passes += 1
+            total.add(tally)
+            if tally:
+                print(f"pass {passes}: {tally.describe()}", file=sys.stderr)
+            elif upkeep.caught_up:
+                break
+    except AppError as exc:
+        print(f"telemetry-server: {exc.detail}", file=sys.stderr)
+        return 1
+    finally:
+        await client.close()
+    print(f"{command}: {total.describe()}")
+    return 0
+
+
 def services(action: str, state_dir: Path, environ: dict[str, str]) -> int:
     """Detached local engines for development and tests; their pids and URIs are kept in `state_dir`."""
     state_file = state_dir / "services.json"
@@ -253,6 +307,10 @@ def _parser() -> argparse.ArgumentParser:
     migrate_cmd.add_argument(
         "--drop-old", action="store_true", help="then drop `metrics`, once its count matches what was migrated"
     )
+    commands.add_parser(
+        "compact", help="merge small buckets now (as the servers do every UPKEEP_PERIOD_SECONDS), to the end"
+    )
+    commands.add_parser("sweep", help="delete expired points now (RETENTION), rolling them up (ROLLUPS), to the end")
     services_cmd = commands.add_parser("services", help="local MongoDB-wire and Redis engines, detached")
     services_cmd.add_argument("action", choices=("up", "down", "status"))
     services_cmd.add_argument("--state-dir", help="where pids, logs and data live (default DATA_DIR/services)")

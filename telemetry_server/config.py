@@ -6,6 +6,7 @@ import os
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from datetime import timedelta
 from enum import StrEnum
 from pathlib import Path
 from urllib.parse import urlsplit
@@ -14,6 +15,8 @@ from dotenv import dotenv_values
 
 from telemetry_server.auth.keys import parse_key
 from telemetry_server.errors import ConfigurationError
+from telemetry_server.models.retention import RollupSize
+from telemetry_server.models.time_range import parse_duration
 
 
 class Environment(StrEnum):
@@ -83,6 +86,10 @@ class Settings:
     query_llm_model: str | None = None
     query_llm_timeout_ms: int = 5000
     query_llm_api_key: str | None = field(default=None, repr=False)
+    retention: timedelta | None = None
+    rollups: tuple[RollupSize, ...] = ()
+    rollup_retention: timedelta | None = None
+    upkeep_period_seconds: int = 60
 
     @property
     def database_name(self) -> str:
@@ -148,6 +155,10 @@ def load_settings(environ: Mapping[str, str]) -> Settings:
         query_llm_model=env.text("QUERY_LLM_MODEL", "") or None,
         query_llm_timeout_ms=env.integer("QUERY_LLM_TIMEOUT_MS", DEFAULTS.query_llm_timeout_ms, 100, 600_000),
         query_llm_api_key=env.text("QUERY_LLM_API_KEY", "") or None,
+        retention=env.duration("RETENTION"),
+        rollups=env.rollup_sizes("ROLLUPS"),
+        rollup_retention=env.duration("ROLLUP_RETENTION"),
+        upkeep_period_seconds=env.integer("UPKEEP_PERIOD_SECONDS", DEFAULTS.upkeep_period_seconds, 0, 86_400),
     )
     if settings.default_page_size > settings.max_page_size:
         raise ConfigurationError("DEFAULT_PAGE_SIZE", "must not exceed MAX_PAGE_SIZE")
@@ -169,11 +180,24 @@ def load_settings(environ: Mapping[str, str]) -> Settings:
             )
         if settings.query_llm_model is None:
             raise ConfigurationError("QUERY_LLM_MODEL", "is required with QUERY_LLM_URL (the model the API serves)")
+    _check_retention(settings)
     if not settings.environment.allows_embedded_engines:
         for name, value in (("MONGO_URI", settings.mongo_uri), ("REDIS_URI", settings.redis_uri)):
             if value is None:
                 raise ConfigurationError(name, f"is required when ENVIRONMENT={environment}")
     return settings
+
+
+def _check_retention(settings: Settings) -> None:
+    # Rollups are written by the sweeper from the points it drops: without RETENTION there would be none.
+    if settings.rollups and settings.retention is None:
+        raise ConfigurationError("ROLLUPS", "needs RETENTION: rollups keep summaries of the points it drops")
+    if settings.rollup_retention is not None:
+        if not settings.rollups:
+            raise ConfigurationError("ROLLUP_RETENTION", "needs ROLLUPS (which rollups to keep)")
+        assert settings.retention is not None
+        if settings.rollup_retention <= settings.retention:
+            raise ConfigurationError("ROLLUP_RETENTION", "must be longer than RETENTION, or rollups answer nothing")
 
 
 def read_environment(root: Path, environ: Mapping[str, str] | None = None) -> dict[str, str]:
@@ -258,6 +282,31 @@ class _Reader:
         if parts.scheme != "unix" and not parts.netloc.rpartition("@")[2]:
             raise ConfigurationError(name, "the URI names no host")
         return raw
+
+    def duration(self, name: str) -> timedelta | None:
+        """`30d`, `12h`, `2w` (models/time_range.py); unset, empty or `off` is None."""
+        raw = self._get(name)
+        if raw is None or raw.lower() == "off":
+            return None
+        duration = parse_duration(raw)
+        if duration is None:
+            raise ConfigurationError(name, f"{raw[:40]!r} is not a duration such as 30d, 12h or 2w")
+        return duration
+
+    def rollup_sizes(self, name: str) -> tuple[RollupSize, ...]:
+        """A comma-separated list of rollup intervals (`1m,1h`); unset, empty or `off` is none."""
+        raw = self._get(name)
+        if raw is None or raw.lower() == "off":
+            return ()
+        sizes: list[RollupSize] = []
+        for part in raw.split(","):
+            text = part.strip()
+            if text not in RollupSize.__members__.values():
+                allowed = ", ".join(size.value for size in RollupSize)
+                raise ConfigurationError(name, f"{text[:40]!r} is not a rollup interval ({allowed})")
+            if RollupSize(text) not in sizes:
+                sizes.append(RollupSize(text))
+        return tuple(sorted(sizes, key=lambda size: size.millis))
 
     def boolean(self, name: str, default: bool) -> bool:
         raw = self._get(name)

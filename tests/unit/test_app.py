@@ -11,7 +11,7 @@ from typing import Any
 import orjson
 import pytest
 
-from telemetry_server.app import App
+from telemetry_server.app import App, Backends
 from telemetry_server.config import Settings
 from telemetry_server.errors import StorageUnavailable
 from telemetry_server.services.stats_records import Stats
@@ -88,6 +88,39 @@ def test_shutdown_stops_retrying_indexes_while_mongo_is_down(make_app: AppFactor
 
     assert harness.store.indexes_ensured == 0
     assert harness.store.closed
+
+
+class RecordingUpkeep:
+    def __init__(self) -> None:
+        self.periods: list[float] = []
+        self.cancelled = False
+
+    async def run_periodically(self, period_seconds: float) -> None:
+        self.periods.append(period_seconds)
+        try:
+            await asyncio.Event().wait()
+        except asyncio.CancelledError:
+            self.cancelled = True
+            raise
+
+
+@pytest.mark.parametrize(("period", "started"), [(60, [60]), (0, [])])
+def test_upkeep_runs_in_the_background_at_its_period_until_shutdown(
+    runner: asyncio.Runner, period: int, started: list[float]
+) -> None:
+    upkeep = RecordingUpkeep()
+    backends = Backends(InMemoryMetricStore(), InMemoryQueryCache(), InMemoryTokenSource(), upkeep=upkeep)
+
+    async def open_fakes(_: Settings, __: Stats) -> Backends:
+        return backends
+
+    lifespan = Lifespan(App(Settings(upkeep_period_seconds=period), open_fakes))
+    runner.run(lifespan.startup())
+    runner.run(asyncio.sleep(0))
+
+    assert upkeep.periods == started
+    runner.run(lifespan.shutdown())
+    assert upkeep.cancelled == bool(started)
 
 
 # Health
