@@ -135,7 +135,7 @@ class TwoLevelCache:
         listed = [(_listed(change.before), _listed(change.after)) for change in changes]
         self._echoes[number] = (echo, listed)
         try:
-            if await self._shared.invalidate(dependencies, _note(self._origin, number, since, changes)):
+            if await self._shared.invalidate(dependencies, write_note(self._origin, number, since, listed)):
                 if not echo.done():
                     async with asyncio.timeout(self._echo_timeout):
                         await echo
@@ -156,7 +156,7 @@ class TwoLevelCache:
         """A message on the channel, from any worker (this one's included)."""
         if self._order.last is not None and number <= self._order.last:
             self._local.clear()  # the counter restarted: to be safe, forget what was built on the old numbers
-        origin, sent, since, changes = _read_note(note, self._origin)
+        origin, sent, since, changes = read_note(note, self._origin)
         echo = self._echoes.get(sent) if origin == self._origin else None
         if echo is not None:
             changes = echo[1]
@@ -185,23 +185,24 @@ class TwoLevelCache:
         await self._shared.aclose()
 
 
-def _note(origin: str, number: int, since: int, changes: Sequence[PointChange]) -> bytes:
-    """What a write tells every L1 beside its keys: who sent it, what it had seen, the points it changed."""
-    points = [[m.to_json() if m else None for m in (change.before, change.after)] for change in changes]
-    return orjson.dumps({"origin": origin, "note": number, "since": since, "changes": points})
+def write_note(origin: str, number: int, since: int, changes: Sequence[Change]) -> bytes:
+    """What a write tells every L1 beside its keys: `<origin> <number> <since>`, a line with who sent it and what
+    it had seen, then the points it changed as JSON pairs (before, after) of each point's listing JSON."""
+    points = [[None if p is None else orjson.Fragment(p.json) for p in change] for change in changes]
+    return f"{origin} {number} {since}\n".encode() + orjson.dumps(points)
 
 
-def _read_note(note: bytes, own_origin: str) -> tuple[str | None, int, int | None, list[Change]]:
+def read_note(note: bytes, own_origin: str) -> tuple[str | None, int, int | None, list[Change]]:
     """(origin, note number, since, changes) of a note; a note absent or not understood has no changes. The
     changes of this worker's own notes are not read back (the writer holds them)."""
-    if not note:
-        return None, 0, None, []
     try:
-        doc: Any = orjson.loads(note)
-        origin = doc["origin"]
-        changes = [] if origin == own_origin else [(_parsed(b), _parsed(a)) for b, a in doc["changes"]]
-        return origin, int(doc["note"]), int(doc["since"]), changes
-    except (ValueError, KeyError, TypeError):
+        header, _, points = note.partition(b"\n")
+        origin, number, since = header.decode().split(" ")
+        if origin == own_origin:
+            return origin, int(number), int(since), []
+        changes = [(_parsed(before), _parsed(after)) for before, after in orjson.loads(points)]
+        return origin, int(number), int(since), changes
+    except (ValueError, KeyError, TypeError):  # an empty note among them
         return None, 0, None, []
 
 

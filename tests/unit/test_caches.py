@@ -19,7 +19,7 @@ from telemetry_server.services.cache_dependency import (
     read_dependency,
     write_dependencies,
 )
-from telemetry_server.services.listing_page import ListingPage, render_metrics
+from telemetry_server.services.listing_page import ListedPoint, ListingPage, render_metrics
 from telemetry_server.services.local_cache import LocalCache
 from telemetry_server.services.single_flight import SingleFlight
 from telemetry_server.services.stats_records import CacheLevel, Stats
@@ -224,6 +224,11 @@ def cpu(id_: int, second: int, value: float = 1.0) -> Metric:
     return Metric(f"{id_:024x}", "cpu", ("region:eu",), value, datetime(2026, 11, 27, 10, 0, second, tzinfo=UTC))
 
 
+def encoded_note(origin: str, number: int, since: int, changes: list[PointChange]) -> bytes:
+    listed = [tuple(None if m is None else ListedPoint.of(m) for m in (c.before, c.after)) for c in changes]
+    return two_level_cache.write_note(origin, number, since, listed)  # type: ignore[arg-type]
+
+
 async def fill(cache: TwoLevelCache, metrics: list[Metric]) -> None:
     miss = await cache.lookup(CPU_DEPENDENCY, "q")
     await cache.store_page("q", miss, cached_page(metrics))
@@ -256,7 +261,7 @@ def test_another_workers_write_updates_the_page() -> None:
     async def scenario() -> Lookup:
         cache.on_message(10, ["*"], b"")
         await fill(cache, [cpu(1, 1), cpu(2, 2)])
-        note = two_level_cache._note("other", 1, 10, [PointChange(cpu(2, 2), cpu(2, 2, value=9.0))])
+        note = encoded_note("other", 1, 10, [PointChange(cpu(2, 2), cpu(2, 2, value=9.0))])
         cache.on_message(11, change_dependencies([PointChange(None, cpu(2, 2))]), note)
         return await cache.lookup(CPU_DEPENDENCY, "q")
 
@@ -270,7 +275,7 @@ def test_a_fill_that_read_before_a_change_is_not_kept() -> None:
     async def scenario() -> bytes | None:
         cache.on_message(10, ["*"], b"")
         miss = await cache.lookup(CPU_DEPENDENCY, "q")
-        note = two_level_cache._note("other", 1, 10, [PointChange(None, cpu(3, 3))])
+        note = encoded_note("other", 1, 10, [PointChange(None, cpu(3, 3))])
         cache.on_message(11, change_dependencies([PointChange(None, cpu(3, 3))]), note)  # lands during the read
         await cache.store_page("q", miss, cached_page([cpu(1, 1), cpu(2, 2)]))
         return await l1_answer(cache, shared)
@@ -287,8 +292,8 @@ def test_overlapping_writes_of_one_point_drop_instead_of_updating() -> None:
         cache.on_message(10, ["*"], b"")
         await fill(cache, [cpu(1, 1), cpu(2, 2)])
         # Two PUTs of point 2, each begun after message 10: the one announced second may have been stored first.
-        first = two_level_cache._note("a", 1, 10, [PointChange(cpu(2, 2, value=5.0), cpu(2, 2, value=6.0))])
-        second = two_level_cache._note("b", 1, 10, [PointChange(cpu(2, 2), cpu(2, 2, value=5.0))])
+        first = encoded_note("a", 1, 10, [PointChange(cpu(2, 2, value=5.0), cpu(2, 2, value=6.0))])
+        second = encoded_note("b", 1, 10, [PointChange(cpu(2, 2), cpu(2, 2, value=5.0))])
         cache.on_message(11, dependencies, first)  # made against another version: the page is dropped
         await fill(cache, [cpu(1, 1), cpu(2, 2, value=6.0)])
         cache.on_message(12, dependencies, second)  # overlapped message 11: dropped, not applied
@@ -333,7 +338,7 @@ def test_a_note_not_understood_drops_what_its_keys_touch() -> None:
     async def scenario() -> bytes | None:
         cache.on_message(10, ["*"], b"")
         await fill(cache, [cpu(1, 1), cpu(2, 2)])
-        cache.on_message(11, [CPU_DEPENDENCY], b'{"changes": [[null, {"id": 1}]]}')
+        cache.on_message(11, [CPU_DEPENDENCY], b'other 1 10\n[[null, {"id": 1}]]')
         return await l1_answer(cache, shared)
 
     assert asyncio.run(scenario()) is None
