@@ -156,10 +156,9 @@ class TwoLevelCache:
         """A message on the channel, from any worker (this one's included)."""
         if self._order.last is not None and number <= self._order.last:
             self._local.clear()  # the counter restarted: to be safe, forget what was built on the old numbers
-        origin, sent, since, changes = read_note(note, self._origin)
+        origin, sent, since, points = read_note(note)
         echo = self._echoes.get(sent) if origin == self._origin else None
-        if echo is not None:
-            changes = echo[1]
+        changes = echo[1] if echo is not None else read_points(points)  # a writer holds its own changes
         ids = (point.id for change in changes for point in change if point is not None)
         if self._order.receive(number, since, ids) and changes:
             self._local.apply(dependencies, changes)
@@ -192,18 +191,25 @@ def write_note(origin: str, number: int, since: int, changes: Sequence[Change]) 
     return f"{origin} {number} {since}\n".encode() + orjson.dumps(points)
 
 
-def read_note(note: bytes, own_origin: str) -> tuple[str | None, int, int | None, list[Change]]:
-    """(origin, note number, since, changes) of a note; a note absent or not understood has no changes. The
-    changes of this worker's own notes are not read back (the writer holds them)."""
+def read_note(note: bytes) -> tuple[str | None, int, int | None, bytes]:
+    """(origin, note number, since, the points still as JSON) of a note; (None, 0, None, b"") for a note absent
+    or not understood."""
+    header, _, points = note.partition(b"\n")
     try:
-        header, _, points = note.partition(b"\n")
         origin, number, since = header.decode().split(" ")
-        if origin == own_origin:
-            return origin, int(number), int(since), []
-        changes = [(_parsed(before), _parsed(after)) for before, after in orjson.loads(points)]
-        return origin, int(number), int(since), changes
-    except (ValueError, KeyError, TypeError):  # an empty note among them
-        return None, 0, None, []
+        return origin, int(number), int(since), points
+    except ValueError:  # an empty note among them
+        return None, 0, None, b""
+
+
+def read_points(points: bytes) -> list[Change]:
+    """The changes a note carries; none (so only its keys are dropped) when they are not understood."""
+    if not points:
+        return []
+    try:
+        return [(_parsed(before), _parsed(after)) for before, after in orjson.loads(points)]
+    except (ValueError, KeyError, TypeError):
+        return []
 
 
 def _listed(metric: Metric | None) -> ListedPoint | None:

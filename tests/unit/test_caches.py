@@ -342,3 +342,20 @@ def test_a_note_not_understood_drops_what_its_keys_touch() -> None:
         return await l1_answer(cache, shared)
 
     assert asyncio.run(scenario()) is None
+
+
+def test_a_message_that_comes_back_late_leaves_a_page_filled_after_its_write_as_it_is() -> None:
+    shared = InMemoryQueryCache()
+    cache = live_cache(shared, echo_timeout=0.01)
+    late: list[tuple[int, list[str], bytes]] = []
+    written = cpu(3, 3)
+
+    async def scenario() -> bytes | None:
+        await cache.record([PointChange(None, cpu(0, 0))], cache.write_mark())
+        shared._listener = lambda *message: late.append(message)  # held up on the way
+        await cache.record([PointChange(None, written)], cache.write_mark())
+        await fill(cache, [cpu(1, 1), cpu(2, 2), written])  # read after the write
+        cache.on_message(*late[0])
+        return await l1_answer(cache, shared)
+
+    assert asyncio.run(scenario()) == render_metrics([written, cpu(2, 2)], 2)
