@@ -21,7 +21,7 @@ from telemetry_server.http.request import Request
 from telemetry_server.http.responses import send_response
 from telemetry_server.http.router import Router
 from telemetry_server.http.types import Receive, Scope, Send
-from telemetry_server.ports import AggregationStore, KeyStore, MetricStore, QueryCache
+from telemetry_server.ports import AggregationStore, KeyStore, MetricStore, SharedCache
 from telemetry_server.prompt.plugin import PromptPlugin, load_prompt_plugin
 from telemetry_server.routes.health import HealthResource
 from telemetry_server.routes.keys import KeyResource
@@ -44,10 +44,6 @@ log = logging.getLogger("telemetry_server")
 _INDEX_RETRY_SECONDS = 2.0
 
 
-class SubscribableCache(QueryCache, Protocol):
-    async def listen(self, on_names: Callable[[list[str]], None], on_state: Callable[[bool], None]) -> None: ...
-
-
 class Upkeep(Protocol):
     """Background care of stored data (compaction, retention): every worker runs it, one at a time does work."""
 
@@ -59,7 +55,7 @@ class Backends:
     """The adapters one worker talks through; tests pass doubles of the same shape."""
 
     store: MetricStore
-    cache: SubscribableCache
+    cache: SharedCache
     tokens: TokenSource
     board: StatsBoard | None = None
     keys: KeyStore | None = None  # without one, /admin/keys is not served and auth cannot be on
@@ -135,8 +131,13 @@ class Components:
 
 
 def build_components(backends: Backends, settings: Settings, stats: Stats) -> Components:
-    local = LocalCache(settings.l1_cache_entries, settings.l1_cache_ttl_ms / 1000, max_bytes=settings.l1_cache_bytes)
-    cache = TwoLevelCache(local, backends.cache, stats)
+    local = LocalCache(
+        settings.l1_cache_entries,
+        settings.l1_cache_ttl_ms / 1000,
+        max_bytes=settings.l1_cache_bytes,
+        page_ttl_seconds=settings.cache_ttl_seconds,
+    )
+    cache = TwoLevelCache(local, backends.cache, stats, echo_timeout_seconds=settings.redis_timeout_ms / 1000)
     policy = WritePolicy(
         group_max=settings.write_batch_max,
         group_delay_seconds=settings.write_batch_delay_ms / 1000,
@@ -229,7 +230,7 @@ class App:
         self._guard.start(backends.keys, components.router.routes)
         cache = components.cache
         self._spawn(self._ensure_indexes(backends.store))
-        self._spawn(backends.cache.listen(cache.on_remote_invalidation, cache.on_subscription))
+        self._spawn(backends.cache.listen(cache.on_message, cache.on_subscription))
         if backends.revocations is not None and self._guard.enabled:
             self._spawn(backends.revocations.listen(self._guard.on_revoked))
         self._spawn(components.stats_service.post_periodically())

@@ -104,7 +104,8 @@ class UnreachableMetricStore(InMemoryMetricStore):
 class InMemoryQueryCache:
     """The shared (Redis) cache over a dict: an entry is dropped when a write touches its dependency key.
 
-    `listen` plays the invalidation subscription: live at once, until the app cancels it.
+    `listen` plays the invalidation channel: live at once, until the app cancels it; each invalidation is
+    delivered to the listener, numbered, before `invalidate` returns (while Redis is up).
     """
 
     def __init__(self) -> None:
@@ -113,6 +114,8 @@ class InMemoryQueryCache:
         self.up = True
         self.closed = False
         self.listening = False
+        self.published = 0
+        self._listener: Callable[[int, list[str], bytes], None] | None = None
 
     async def lookup(self, dependency: str, query_key: str) -> Lookup:
         if not self.up:
@@ -124,17 +127,27 @@ class InMemoryQueryCache:
         if lookup.generation and self.up:
             self.entries[query_key] = (lookup.dependency, value)
 
-    async def invalidate(self, dependencies: Sequence[str]) -> None:
+    async def invalidate(self, dependencies: Sequence[str], note: bytes = b"") -> bool:
         self.invalidations.append(list(dependencies))
         self.entries = {k: (d, v) for k, (d, v) in self.entries.items() if d not in dependencies}
+        if not self.up:
+            return False
+        self.published += 1
+        if self._listener is not None:
+            self._listener(self.published, list(dependencies), note)
+        return True
 
-    async def listen(self, on_keys: Callable[[list[str]], None], on_state: Callable[[bool], None]) -> None:
+    async def listen(
+        self, on_message: Callable[[int, list[str], bytes], None], on_state: Callable[[bool], None]
+    ) -> None:
         self.listening = True
+        self._listener = on_message
         on_state(True)
         try:
             await asyncio.Event().wait()
         finally:
             self.listening = False
+            self._listener = None
 
     async def ping(self) -> bool:
         return self.up

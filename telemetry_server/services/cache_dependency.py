@@ -10,6 +10,9 @@ key, while writes to other tags (region:us for a region:eu dashboard) leave it c
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+
+from telemetry_server.models.metric import Metric
 
 ANY_NAME = "*"
 
@@ -28,3 +31,15 @@ def write_dependencies(metrics: Iterable[tuple[str, Sequence[str]]]) -> list[str
             keys.add(f"{own}|t:{tag}")
             keys.add(f"{ANY_NAME}|t:{tag}")
     return sorted(keys)
+
+
+@dataclass(frozen=True, slots=True)
+class PointChange:
+    """One point a write changed: `before` is None for an insert, `after` None for a delete."""
+
+    before: Metric | None
+    after: Metric | None
+
+
+def change_dependencies(changes: Iterable[PointChange]) -> list[str]:
+    return write_dependencies((m.name, m.tags) for change in changes for m in (change.before, change.after) if m)

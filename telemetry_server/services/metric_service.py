@@ -4,21 +4,21 @@ from __future__ import annotations
 
 import functools
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime
+from typing import Protocol
 from urllib.parse import parse_qsl
-
-import orjson
 
 from telemetry_server.errors import NotFound, excerpt
 from telemetry_server.models.metric import Metric, MetricInput
-from telemetry_server.models.metric_query import Cursor, MetricQuery, parse_metric_query
+from telemetry_server.models.metric_query import MetricQuery, parse_metric_query
 from telemetry_server.models.point_id import is_point_id
 from telemetry_server.models.timestamps import utc_now
-from telemetry_server.ports import MetricStore, QueryCache
+from telemetry_server.ports import Lookup, MetricStore, QueryCache
 from telemetry_server.services.bulkhead import Bulkhead
-from telemetry_server.services.cache_dependency import read_dependency, write_dependencies
+from telemetry_server.services.cache_dependency import PointChange, read_dependency
 from telemetry_server.services.group_commit import GroupCommitter
+from telemetry_server.services.listing_page import SPARE_ITEMS, ListingPage, is_updatable, render_metrics
 from telemetry_server.services.single_flight import SingleFlight
 
 
@@ -52,6 +52,14 @@ _REMEMBERED_QUERY_LENGTH = 512
 _prepare_remembered = functools.lru_cache(maxsize=4096)(_prepare)
 
 
+class ListingCache(QueryCache, Protocol):
+    """The cache listings are read through and writes announced to (services/two_level_cache.py)."""
+
+    async def store_page(self, query_key: str, lookup: Lookup, page: ListingPage) -> None: ...
+    def write_mark(self) -> int | None: ...
+    async def record(self, changes: Sequence[PointChange], since: int | None) -> None: ...
+
+
 @dataclass(frozen=True, slots=True)
 class WritePolicy:
     """How writes reach MongoDB: single writes are group-committed, batches go in chunks."""
@@ -66,7 +74,7 @@ class MetricService:
     def __init__(
         self,
         store: MetricStore,
-        cache: QueryCache,
+        cache: ListingCache,
         policy: WritePolicy = WritePolicy(),
         clock: Callable[[], datetime] = utc_now,
         on_batch: Callable[[int], None] = lambda size: None,
@@ -94,6 +102,7 @@ class MetricService:
     async def record_batch(self, metrics: Sequence[MetricInput]) -> list[Metric]:
         """Stored in chunks, so a large batch never becomes one huge message; acknowledged as a whole."""
         stored: list[Metric] = []
+        since = self._cache.write_mark()
         try:
             for start in range(0, len(metrics), self._chunk_size):
                 chunk = metrics[start : start + self._chunk_size]
@@ -101,12 +110,13 @@ class MetricService:
                 stored += await self._store.insert(chunk)
         finally:
             if stored:  # even a failed batch may have stored its first chunks: no cache may hide them
-                await self._cache.invalidate(write_dependencies((m.name, m.tags) for m in stored))
+                await self._cache.record([PointChange(None, m) for m in stored], since)
         return stored
 
     async def _commit(self, metrics: Sequence[MetricInput]) -> list[Metric]:
+        since = self._cache.write_mark()
         stored = await self._store.insert(metrics)
-        await self._cache.invalidate(write_dependencies((m.name, m.tags) for m in metrics))
+        await self._cache.record([PointChange(None, m) for m in stored], since)
         return stored
 
     async def drain(self) -> None:
@@ -121,13 +131,11 @@ class MetricService:
             return lookup.value, True
 
         async def fetch() -> bytes:
-            metrics = await self._find(query)
-            last = metrics[-1] if len(metrics) == query.limit else None
-            page = {
-                "items": [m.to_json() for m in metrics],
-                "next": Cursor(last.timestamp, last.id).encode() if last else None,
-            }
-            body = orjson.dumps(page)
+            if is_updatable(query):  # kept as a page that writes update, with spares for deletes to take up
+                page = ListingPage.read(query, await self._find(replace(query, limit=query.limit + SPARE_ITEMS)))
+                await self._cache.store_page(key, lookup, page)
+                return page.body
+            body = render_metrics(await self._find(query), query.limit)
             await self._cache.store(key, lookup, body)
             return body
 
@@ -147,15 +155,17 @@ class MetricService:
         return metric
 
     async def replace(self, id_: str, metric: MetricInput) -> Metric:
+        since = self._cache.write_mark()
         result = await self._store.replace(id_, metric) if is_point_id(id_) else None
         if result is None:
             raise NotFound(f"no metric with id {excerpt(id_)}")
         before, after = result
-        await self._cache.invalidate(write_dependencies((m.name, m.tags) for m in (before, after)))
+        await self._cache.record([PointChange(before, after)], since)
         return after
 
     async def delete(self, id_: str) -> None:
+        since = self._cache.write_mark()
         deleted = await self._store.delete(id_) if is_point_id(id_) else None
         if deleted is None:
             raise NotFound(f"no metric with id {excerpt(id_)}")
-        await self._cache.invalidate(write_dependencies([(deleted.name, deleted.tags)]))
+        await self._cache.record([PointChange(deleted, None)], since)

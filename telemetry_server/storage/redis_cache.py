@@ -1,6 +1,6 @@
 """RedisCache: the shared L2 of response bodies, invalidated by a generation counter per dependency key (and
 dropped whole by an epoch counter), and the pub/sub channel that tells every worker's L1 which keys were
-written."""
+written, in order, with what the write changed."""
 
 from __future__ import annotations
 
@@ -23,17 +23,21 @@ log = logging.getLogger("telemetry_server.cache")
 # After a failure the cache is skipped for this long, so that reads do not each wait out a timeout.
 _BACKOFF_SECONDS = 1.0
 
-# KEYS: the generation counters a write bumps (or the epoch); ARGV: the channel, the message for every
-# worker's L1, and a random start for a counter that does not exist (never set, or evicted): one created
-# again at 1 would count up through values that entries stored under the evicted one still carry.
+# KEYS: the generation counters a write bumps (or the epoch), then the channel's message counter; ARGV: the
+# channel, the message for every worker's L1, and a random start for a counter that does not exist (never
+# set, or evicted): one created again at 1 would count up through values that entries stored under the
+# evicted one still carry. Each message goes out numbered, so that an L1 can tell which messages a write
+# had seen when it began (services/two_level_cache.py); the number is small (one a write), so Lua's
+# doubles hold it exactly, and a counter that is lost restarts at 1, below what any L1 has seen.
 # PERF: one command instead of a pipeline of one INCR per key: a group commit of 13 metrics touches ~50
 # keys, and redis-py spends its CPU per command encoded.
 _INVALIDATE = """
-for _, key in ipairs(KEYS) do
-  if redis.call('INCR', key) == 1 then redis.call('SET', key, ARGV[3]) end
+for i = 1, #KEYS - 1 do
+  if redis.call('INCR', KEYS[i]) == 1 then redis.call('SET', KEYS[i], ARGV[3]) end
 end
-redis.call('PUBLISH', ARGV[1], ARGV[2])
-return #KEYS
+local number = redis.call('INCR', KEYS[#KEYS])
+redis.call('PUBLISH', ARGV[1], string.format('%d', number) .. ' ' .. ARGV[2])
+return number
 """
 # Generation counters bumped per call of _INVALIDATE. A backlog of 120k keys sent as one call outlasted
 # REDIS_TIMEOUT_MS, failed, and was sent again, whole, every second for minutes.
@@ -42,12 +46,16 @@ _CHUNK_KEYS = 1000
 # Published in place of a list of keys when the epoch is bumped: every L1 entry may be stale.
 _DROP_ALL = b"drop-all"
 
+# What a listener gets of each message: its number, the dependency keys written, and the note the writer
+# sent with them (empty when none).
+OnMessage = Callable[[int, list[str], bytes], None]
+
 
 class RedisCache:
     """Entries are stored with the epoch and the generation of the key they depend on; a write bumps the
     generations of every key it touches (services/cache_dependency.py). A read is one MGET (epoch, generation and
     entry together), and a write's invalidation one Lua call per 1,000 keys, which also publishes the keys for
-    the L1 caches of every worker.
+    the L1 caches of every worker: `<number> <keys as JSON>`, then a line with the writer's note, if any.
 
     Redis may evict any key (docker-compose.yml runs it allkeys-lru), a counter too; so a counter (a generation
     or the epoch) that is not there is never read as 0 nor restarted at 1, but created at a random 62-bit
@@ -76,6 +84,7 @@ class RedisCache:
         self._sending_held = False
         self.channel = f"{namespace}:invalidate"
         self._epoch_key = f"{namespace}:epoch"
+        self._number_key = f"{namespace}:messages"
         self._invalidate = client.register_script(_INVALIDATE)
 
     @property
@@ -131,33 +140,44 @@ class RedisCache:
             _, value = await pipe.execute()
         return value or b""
 
-    async def invalidate(self, dependencies: Sequence[str]) -> None:
-        """Bump the counters of these keys (before the write is acknowledged); held if Redis is down."""
+    async def invalidate(self, dependencies: Sequence[str], note: bytes = b"") -> bool:
+        """Bump the counters of these keys (before the write is acknowledged) and publish them, the `note` with
+        the last of them; held if Redis is down (without the note). Whether they were sent now."""
         await self._ready()  # what is held goes first, unless another request is sending it already
         if self._available:
             try:
-                await self._send(dependencies)
+                await self._send(dependencies, note)
             except StorageUnavailable as exc:
                 self._failed(exc)
             else:
                 self._answered()
-                return
+                return True
         self._hold(dependencies)
+        return False
 
-    async def listen(self, on_keys: Callable[[list[str]], None], on_state: Callable[[bool], None]) -> None:
-        """Deliver the dependency keys every worker writes, until cancelled; `on_state(False)` whenever messages may
-        have been missed (the L1 must not be trusted then), `on_state(True)` once subscribed again."""
+    async def listen(self, on_message: OnMessage, on_state: Callable[[bool], None]) -> None:
+        """Deliver every worker's messages, until cancelled; `on_state(False)` whenever messages may have been
+        missed (the L1 must not be trusted then), `on_state(True)` once subscribed again."""
 
         async def subscribed() -> None:
             on_state(True)
             await self._ready()  # an idle worker sends what it holds as soon as Redis is back
 
         def message(data: bytes) -> None:
-            if data == _DROP_ALL:
+            number, _, rest = data.partition(b" ")
+            keys, _, note = rest.partition(b"\n")
+            dependencies = None
+            try:
+                sequence = int(number)
+                if keys != _DROP_ALL:
+                    dependencies = orjson.loads(keys)
+            except ValueError:  # not a message of ours (another version's?): what it invalidated is unknown
+                pass
+            if dependencies is None:
                 on_state(False)  # every L1 entry may be stale, as after a gap in the subscription
                 on_state(True)
             else:
-                on_keys(orjson.loads(data))
+                on_message(sequence, dependencies, note)
 
         def lost(failure: StorageUnavailable | None) -> None:
             on_state(False)
@@ -216,7 +236,9 @@ class RedisCache:
         if self._writes_past_backlog:
             covered = self._writes_past_backlog
             async with unavailable_when_failing("dropping the cache"):
-                await self._invalidate(keys=[self._epoch_key], args=[self.channel, _DROP_ALL, _random_start()])
+                await self._invalidate(
+                    keys=[self._epoch_key, self._number_key], args=[self.channel, _DROP_ALL, _random_start()]
+                )
             self._writes_past_backlog -= covered  # writes held meanwhile need another bump
             log.warning("dropped the whole Redis cache: more invalidations were waiting than CACHE_BACKLOG_MAX")
         while self._held:
@@ -227,13 +249,16 @@ class RedisCache:
                 self._hold(chunk)
                 raise
 
-    async def _send(self, dependencies: Sequence[str]) -> None:
+    async def _send(self, dependencies: Sequence[str], note: bytes = b"") -> None:
         for start in range(0, len(dependencies), _CHUNK_KEYS):
             chunk = sorted(dependencies[start : start + _CHUNK_KEYS])
+            message = orjson.dumps(chunk)
+            if note and start + _CHUNK_KEYS >= len(dependencies):
+                message += b"\n" + note
             async with unavailable_when_failing("invalidate"):
                 await self._invalidate(
-                    keys=[self._generation_key(d) for d in chunk],
-                    args=[self.channel, orjson.dumps(chunk), _random_start()],
+                    keys=[*(self._generation_key(d) for d in chunk), self._number_key],
+                    args=[self.channel, message, _random_start()],
                 )
 
     def _failed(self, exc: StorageUnavailable) -> None:

@@ -4,6 +4,7 @@ could not invalidate is held, sent in chunks, and past CACHE_BACKLOG_MAX replace
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import signal
 from collections.abc import AsyncIterator, Callable, Iterator
@@ -116,5 +117,42 @@ def test_past_the_bound_the_whole_cache_is_dropped_instead(redis_factory: Callab
             assert generation == generation_before, "held keys were sent one by one"
             # The cache works again at once, on the new epoch.
             await cache_a_listing(cache)
+
+    asyncio.run(scenario())
+
+
+def test_messages_are_numbered_in_order_and_the_note_goes_with_the_last_keys(
+    redis_factory: Callable[[], engines.Engine],
+) -> None:
+    redis = redis_factory()
+
+    async def scenario() -> None:
+        async with redis_cache(redis, backlog_max=10_000) as cache:
+            received: list[tuple[int, list[str], bytes]] = []
+            subscribed, all_received = asyncio.Event(), asyncio.Event()
+
+            def on_message(number: int, keys: list[str], note: bytes) -> None:
+                received.append((number, keys, note))
+                if len(received) == 4:
+                    all_received.set()
+
+            def on_state(live: bool) -> None:
+                if live:
+                    subscribed.set()
+
+            listening = asyncio.create_task(cache.listen(on_message, on_state))
+            await subscribed.wait()
+            assert await cache.invalidate([DEPENDENCY], b'{"a": "note"}')
+            assert await cache.invalidate([f"n:cpu|t:host:{i}" for i in range(2_500)], b"second")
+            await asyncio.wait_for(all_received.wait(), 30)
+            listening.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await listening
+
+            numbers = [number for number, _, _ in received]
+            assert numbers == list(range(numbers[0], numbers[0] + 4))
+            assert received[0][1:] == ([DEPENDENCY], b'{"a": "note"}')
+            assert [note for _, _, note in received[1:]] == [b"", b"", b"second"]
+            assert sum(len(keys) for _, keys, _ in received[1:]) == 2_500
 
     asyncio.run(scenario())

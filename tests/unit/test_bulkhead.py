@@ -8,7 +8,10 @@ import pytest
 
 from telemetry_server.errors import QueryTimedOut
 from telemetry_server.services.bulkhead import Bulkhead, TimeBudget
+from telemetry_server.services.local_cache import LocalCache
 from telemetry_server.services.metric_service import MetricService, prepare_listing
+from telemetry_server.services.stats_records import Stats
+from telemetry_server.services.two_level_cache import TwoLevelCache
 from tests.fakes import InMemoryMetricStore, InMemoryQueryCache
 
 
@@ -92,7 +95,8 @@ class TimedStore(InMemoryMetricStore):
 )
 def test_listings_that_may_scan_run_in_the_bulkhead_with_a_time_limit(query: str, bounded: bool) -> None:
     store = TimedStore()
-    service = MetricService(store, InMemoryQueryCache(), filtered_listings=Bulkhead(1, 3.0, "the listing", "retry"))
+    cache = TwoLevelCache(LocalCache(10, 5), InMemoryQueryCache(), Stats())
+    service = MetricService(store, cache, filtered_listings=Bulkhead(1, 3.0, "the listing", "retry"))
 
     asyncio.run(service.list_json(prepare_listing(query, 10, 100)))
     (limit,) = store.limits
