@@ -15,19 +15,16 @@ import argparse
 import concurrent.futures
 import gzip
 import http.client
-import shutil
 import sys
-import tempfile
 import time
 from collections.abc import Sequence
-from pathlib import Path
 from typing import Any
 
 import orjson
 
 from bench.abuse_probe import running
 from bench.peers import influxd_program, start_influx
-from bench.processes import LOOPBACK
+from bench.processes import LOOPBACK, scratch_folder
 
 HOSTS = 100
 FIELDS = ("usage_user", "usage_system", "usage_idle", "usage_nice", "usage_iowait")
@@ -94,10 +91,9 @@ def main() -> None:
         sys.exit("influxd is not installed (scripts/agents.sh apt installs Debian's influxdb)")
     values = options.lines * len(FIELDS)
     bodies = batches(tsbs_cpu_lines(options.lines), options.batch, options.gzip)
-    folder = Path(tempfile.mkdtemp(prefix="lp-ingest-"))
     results: dict[str, Any] = {"lines": options.lines, "values": values, "batch_lines": options.batch}
     results |= {"senders": options.senders, "gzip": options.gzip, "workers": options.workers}
-    try:
+    with scratch_folder("lp-ingest-", options.keep) as folder:
         influx = start_influx(program, folder / "influx")
         try:
             print("loading InfluxDB", file=sys.stderr)
@@ -110,11 +106,6 @@ def main() -> None:
             seconds = load(server.port, "/write?db=bench", bodies, options.senders, options.gzip)
             results["ours"] = {"seconds": round(seconds, 2), "values_per_s": round(values / seconds)}
         results["ratio_to_influxdb"] = round(results["ours"]["values_per_s"] / results["influxdb"]["values_per_s"], 3)
-    finally:
-        if options.keep:
-            print(f"kept {folder}", file=sys.stderr)
-        else:
-            shutil.rmtree(folder, ignore_errors=True)
     print(orjson.dumps(results, option=orjson.OPT_INDENT_2).decode())
 
 
