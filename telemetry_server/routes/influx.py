@@ -21,7 +21,7 @@ from telemetry_server.http.request import Request
 from telemetry_server.http.responses import JSON, Response
 from telemetry_server.http.router import Route
 from telemetry_server.ingest.influxql import StatementRefused, answer_statements
-from telemetry_server.ingest.line_protocol import DecodedLines, Precision, decode_lines, parse_precision
+from telemetry_server.ingest.line_protocol import decode_lines, parse_precision
 from telemetry_server.openapi import BODY_ERRORS, json_content, text_param
 from telemetry_server.services.ingest_service import IngestService
 
@@ -82,21 +82,14 @@ class InfluxResource:
         self._settings = settings
 
     async def write_v1(self, request: Request) -> Response:
-        params = _params(request, _V1_PARAMS)
-        decoded = await self._decode(request, parse_precision(params.get("precision", ""), v2=False))
-        await self._ingest.store(request.client_id, decoded.points)
-        if decoded.dropped:
-            return _v1_error(f"partial write: {decoded.first_refusal} dropped={decoded.dropped}")
-        return _NO_CONTENT
+        refusal = await self._write(request, v2=False)
+        return _NO_CONTENT if refusal is None else _v1_error(refusal)
 
     async def write_v2(self, request: Request) -> Response:
-        params = _params(request, _V2_PARAMS)
-        decoded = await self._decode(request, parse_precision(params.get("precision", ""), v2=True))
-        await self._ingest.store(request.client_id, decoded.points)
-        if decoded.dropped:
-            message = f"partial write: {decoded.first_refusal} dropped={decoded.dropped}"
-            return _influx_response(400, {"code": "invalid", "message": message}, message)
-        return _NO_CONTENT
+        refusal = await self._write(request, v2=True)
+        if refusal is None:
+            return _NO_CONTENT
+        return _influx_response(400, {"code": "invalid", "message": refusal}, refusal)
 
     async def ping(self, request: Request) -> Response:
         return _NO_CONTENT
@@ -113,11 +106,18 @@ class InfluxResource:
         except StatementRefused as exc:
             return _v1_error(str(exc))
 
-    async def _decode(self, request: Request, precision: Precision) -> DecodedLines:
+    async def _write(self, request: Request, *, v2: bool) -> str | None:
+        """Store the body's good points; return InfluxDB's words for what was refused, or None."""
+        params = _params(request, _V2_PARAMS if v2 else _V1_PARAMS)
+        precision = parse_precision(params.get("precision", ""), v2=v2)
         settings = self._settings
         request.max_body_bytes = settings.ingest_max_body_bytes  # agents' batches; bounded apart
         body = await request.body()
-        return decode_lines(body, precision, self._ingest.clock(), settings.ingest_max_points)
+        decoded = decode_lines(body, precision, self._ingest.clock(), settings.ingest_max_points)
+        await self._ingest.store(request.client_id, decoded.points)
+        if not decoded.dropped:
+            return None
+        return f"partial write: {decoded.first_refusal} dropped={decoded.dropped}"
 
     def routes(self) -> list[Route[Access]]:
         # /ping (and HEAD, as for every GET) is a probe, open and never rate-limited as InfluxDB's: clients call it
