@@ -24,12 +24,14 @@ from telemetry_server.http.types import Receive, Scope, Send
 from telemetry_server.ports import AggregationStore, KeyStore, MetricStore, SharedCache
 from telemetry_server.prompt.plugin import PromptPlugin, load_prompt_plugin
 from telemetry_server.routes.health import HealthResource
+from telemetry_server.routes.influx import InfluxResource
 from telemetry_server.routes.keys import KeyResource
 from telemetry_server.routes.metrics import MetricResource
 from telemetry_server.routes.openapi import OpenApiResource
 from telemetry_server.routes.query import QueryResource
 from telemetry_server.routes.stats import StatsResource
 from telemetry_server.services.bulkhead import Bulkhead
+from telemetry_server.services.ingest_service import IngestService
 from telemetry_server.services.key_service import ApiKeyService, KeyRevocations
 from telemetry_server.services.local_cache import LocalCache
 from telemetry_server.services.metric_service import MetricService, WritePolicy
@@ -168,6 +170,7 @@ def build_components(backends: Backends, settings: Settings, stats: Stats) -> Co
     routes = [
         *HealthResource(backends.store, cache).routes(),
         *MetricResource(metrics, limiter, settings).routes(),
+        *InfluxResource(IngestService(metrics, limiter), settings).routes(),
         *(QueryResource(queries).routes() if queries is not None else []),
         *StatsResource(stats_service).routes(),
         *(

@@ -44,6 +44,8 @@ class Route(Generic[RoleT]):
     role: RoleT
     operation: Operation
     rate_limited: bool = True
+    # A query parameter that may carry the API key, for clients that cannot send a header (InfluxDB v1's `p`).
+    key_param: str | None = None
 
 
 class Router(Generic[RoleT]):

@@ -15,7 +15,7 @@ MAX_NAME_LENGTH = 200
 MAX_TAGS = 64
 MAX_TAG_LENGTH = 200
 # Names are what prompts and filters match on, so they stay a plain, printable vocabulary.
-_NAME_CHARS = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_.-:/")
+NAME_CHARS = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_.-:/")
 Fail = Callable[[str, str], None]
 _FIELDS = frozenset({"name", "tags", "value", "timestamp"})
 
@@ -130,7 +130,7 @@ def check_name(name: object, fail: Fail) -> str:
         fail("name", "must not be empty")
     elif len(name) > MAX_NAME_LENGTH:
         fail("name", f"must be at most {MAX_NAME_LENGTH} characters")
-    elif not _NAME_CHARS.issuperset(name):
+    elif not NAME_CHARS.issuperset(name):
         fail("name", "may hold only letters, digits and _ . - : /")
     else:
         return name
