@@ -28,8 +28,10 @@ from telemetry_server.routes.keys import KeyResource
 from telemetry_server.routes.metrics import MetricResource
 from telemetry_server.routes.openapi import OpenApiResource
 from telemetry_server.routes.query import QueryResource
+from telemetry_server.routes.remote_write import RemoteWriteResource
 from telemetry_server.routes.stats import StatsResource
 from telemetry_server.services.bulkhead import Bulkhead
+from telemetry_server.services.ingest_service import IngestService
 from telemetry_server.services.key_service import ApiKeyService, KeyRevocations
 from telemetry_server.services.local_cache import LocalCache
 from telemetry_server.services.metric_service import MetricService, WritePolicy
@@ -152,9 +154,11 @@ def build_components(backends: Backends, settings: Settings, stats: Stats) -> Co
             concurrency=settings.query_concurrency,
             timeout_seconds=settings.query_timeout_ms / 1000,
         )
+    ingest = IngestService(metrics, limiter)
     routes = [
         *HealthResource(backends.store, cache).routes(),
         *MetricResource(metrics, limiter, settings).routes(),
+        *RemoteWriteResource(ingest, settings).routes(),
         *(QueryResource(queries).routes() if queries is not None else []),
         *StatsResource(stats_service).routes(),
         *(

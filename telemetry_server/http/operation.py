@@ -18,3 +18,4 @@ class Operation:
     errors: Sequence[int] = ()  # problem+json answers; their descriptions are shared, in telemetry_server.openapi
     parameters: Sequence[Schema] = ()
     body: Schema | None = None
+    body_types: Sequence[str] = ("application/json",)  # the media types the body may be sent in

@@ -1,0 +1,24 @@
+"""IngestService: points decoded from an agent's protocol, stored through the same write path as JSON batches."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from telemetry_server.models.metric import MetricInput
+from telemetry_server.services.metric_service import MetricService
+from telemetry_server.services.rate_limit import RateLimiter
+
+
+class IngestService:
+    def __init__(self, metrics: MetricService, limiter: RateLimiter) -> None:
+        self._metrics = metrics
+        self._limiter = limiter
+
+    async def store(self, client_id: str, points: Sequence[MetricInput]) -> None:
+        """Rate-limited per point (the request paid for one on the way in), then `record_batch`: acknowledged
+        once stored and the caches invalidated."""
+        if not points:
+            return
+        if self._limiter.enabled and len(points) > 1:
+            await self._limiter.admit(client_id, len(points) - 1)
+        await self._metrics.record_batch(points)
