@@ -13,6 +13,7 @@ class IngestService:
     def __init__(self, metrics: MetricService, limiter: RateLimiter) -> None:
         self._metrics = metrics
         self._limiter = limiter
+        self.clock = metrics.clock  # "now", for points that come without a time
 
     async def store(self, client_id: str, points: Sequence[MetricInput]) -> None:
         """Rate-limited per point (the request paid for one on the way in), then `record_batch`: acknowledged

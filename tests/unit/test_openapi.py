@@ -64,4 +64,5 @@ def test_the_served_document_describes_only_the_routes_served(harness: Harness) 
         "/internal/metrics",
         "/openapi.json",
         "/api/v1/write",
+        "/v1/metrics",
     }
