@@ -31,6 +31,19 @@ elif ! scripts/llm.sh build >/dev/null; then
   echo "test.sh: llama-server could not be built (see above); its tests will be skipped"
 fi
 
+echo "== agents (real clients of the ingest protocols; built once per machine, then cached)"
+# A machine where one cannot be installed still runs the suite: its tests are reported as skipped, with why.
+if [ "${TEST_AGENTS:-1}" = 0 ]; then
+  echo "test.sh: TEST_AGENTS=0: agents not installed; their tests will be skipped"
+else
+  scripts/agents.sh apt
+  if telegraf=$(timeout "${AGENTS_BUILD_TIMEOUT:-1200}" scripts/agents.sh telegraf); then
+    export TELEGRAF_BIN="$telegraf"
+  else
+    echo "test.sh: Telegraf could not be built (see above); its tests will be skipped"
+  fi
+fi
+
 echo "== services"
 uris=$(SERVICES_MODE=local SERVICES_STATE_DIR="$state/services" scripts/services.sh up)
 eval "$uris"

@@ -25,6 +25,7 @@ from telemetry_server.http.types import Receive, Scope, Send
 from telemetry_server.ports import AggregationStore, KeyStore, MetricStore, QueryCache
 from telemetry_server.prompt.plugin import PromptPlugin, load_prompt_plugin
 from telemetry_server.routes.health import HealthResource
+from telemetry_server.routes.influx import InfluxResource
 from telemetry_server.routes.keys import KeyResource
 from telemetry_server.routes.metrics import MetricResource
 from telemetry_server.routes.openapi import OpenApiResource
@@ -160,6 +161,7 @@ def build_components(backends: Backends, settings: Settings, stats: Stats) -> Co
     routes = [
         *HealthResource(backends.store, cache).routes(),
         *MetricResource(metrics, limiter, settings).routes(),
+        *InfluxResource(ingest, settings).routes(),
         *RemoteWriteResource(ingest, settings).routes(),
         *OtlpResource(ingest, settings).routes(),
         *(QueryResource(queries).routes() if queries is not None else []),

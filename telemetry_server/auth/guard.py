@@ -67,6 +67,7 @@ class AccessGuard:
         self._cache_seconds = cache_seconds
         self._keys: KeyStore | None = None
         self._required: dict[str, Role | None] = {}
+        self._key_params: dict[str, str] = {}  # route name → the query parameter that may carry its key
         self._known: OrderedDict[str, tuple[float, ApiKey]] = OrderedDict()  # id -> (trusted until, key)
         self._unknown: OrderedDict[str, float] = OrderedDict()  # id -> remembered until
         self._lookups: dict[str, asyncio.Task[ApiKey | None]] = {}
@@ -78,7 +79,9 @@ class AccessGuard:
         if self.enabled and keys is None:
             raise ConfigurationError("AUTH_ENABLED", "authentication needs a key store (MongoDB)")
         self._keys = keys
+        routes = list(routes)
         self._required = required_roles(routes)
+        self._key_params = {route.name: route.key_param for route in routes if route.key_param is not None}
         if not self.enabled:
             log.warning("authentication is OFF (AUTH_ENABLED=false): every request is allowed every route")
 
@@ -92,7 +95,12 @@ class AccessGuard:
         if required is None:
             return
         address = request.client_id  # no key is known yet: this is the peer's address
-        presented = parse_authorization(_one_authorization(request))
+        header = _one_authorization(request)
+        key_param = self._key_params.get(route_name)
+        if header is None and key_param is not None:
+            presented = _key_from_query(request, key_param)
+        else:
+            presented = parse_authorization(header)
         if presented is None:
             self._refuse(address)
         key = await self._find(presented, address)
@@ -196,6 +204,13 @@ def _one_authorization(request: Request) -> bytes | None:
     if len(values) > 1:
         raise BadRequest(f"send one Authorization header, not {len(values)}")
     return values[0] if values else None
+
+
+def _key_from_query(request: Request, param: str) -> PresentedKey | None:
+    values = [value for key, value in request.query if key == param]
+    if len(values) > 1:
+        raise BadRequest(f"send one {param} parameter, not {len(values)}")
+    return parse_key(values[0]) if values else None
 
 
 def _put_bounded(entries: OrderedDict[str, V], key: str, value: V, bound: int) -> None:

@@ -20,6 +20,7 @@ _ID_BYTES = 8  # public: names the key in listings, logs and `keys revoke`
 _SECRET_BYTES = 32  # 256 random bits; 128 already put guessing out of reach, even of a fast hash (SHA-256)
 _KEY = re.compile(r"^tsk_([0-9a-f]{16})_([A-Za-z0-9_-]{43})$")
 _SCHEMES = (b"bearer", b"token")  # Token is what InfluxDB clients send
+_BASIC = b"basic"  # InfluxDB v1 clients: the key is the password, the user name is ignored
 MAX_KEY_NAME_LENGTH = 100
 
 
@@ -104,16 +105,21 @@ def parse_key(text: str) -> PresentedKey | None:
 
 
 def parse_authorization(header: bytes | None) -> PresentedKey | None:
-    """The key in `Bearer <key>` or `Token <key>` (scheme in any case), or None when there is none usable."""
+    """The key in `Bearer <key>`, `Token <key>` or `Basic base64(<any user>:<key>)` (scheme in any case), or None
+    when there is none usable."""
     if header is None:
         return None
     scheme, _, credentials = header.strip().partition(b" ")
-    if scheme.lower() not in _SCHEMES:
-        return None
+    scheme = scheme.lower()
     try:
-        return parse_key(credentials.strip().decode("ascii"))
-    except UnicodeDecodeError:
+        if scheme == _BASIC:
+            _, _, password = base64.b64decode(credentials.strip(), validate=True).partition(b":")
+            return parse_key(password.decode("ascii"))
+        if scheme in _SCHEMES:
+            return parse_key(credentials.strip().decode("ascii"))
+    except (UnicodeDecodeError, ValueError):  # binascii.Error is a ValueError
         return None
+    return None
 
 
 def parse_key_request(data: object) -> tuple[Role, str]:

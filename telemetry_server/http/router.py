@@ -46,6 +46,8 @@ class Route(Generic[RoleT]):
     rate_limited: bool = True
     # The body of its error answers, when its protocol words them otherwise than problem+json (OTLP's Status).
     problem_body: Callable[[Request, AppError, str], tuple[bytes, bytes]] | None = None
+    # A query parameter that may carry the API key, for clients that cannot send a header (InfluxDB v1's `p`).
+    key_param: str | None = None
 
 
 class Router(Generic[RoleT]):

@@ -1,4 +1,4 @@
-"""IngestService: points decoded from an agent's protocol, stored through the same write path as JSON batches."""
+"""IngestService: points decoded from an agent's protocol, stored through the JSON batches' write path."""
 
 from __future__ import annotations
 
@@ -13,13 +13,13 @@ class IngestService:
     def __init__(self, metrics: MetricService, limiter: RateLimiter) -> None:
         self._metrics = metrics
         self._limiter = limiter
-        self.clock = metrics.clock  # "now", for points that come without a time
+        self.clock = metrics.clock
 
     async def store(self, client_id: str, points: Sequence[MetricInput]) -> None:
-        """Rate-limited per point (the request paid for one on the way in), then `record_batch`: acknowledged
-        once stored and the caches invalidated."""
+        """Rate-limited per point (the request paid for one on the way in), as a batch POST is; then stored
+        with `record_batch`: chunked inserts, caches invalidated, acknowledged only once all is stored."""
         if not points:
             return
-        if self._limiter.enabled and len(points) > 1:
+        if self._limiter.enabled:
             await self._limiter.admit(client_id, len(points) - 1)
         await self._metrics.record_batch(points)

@@ -32,6 +32,7 @@ def test_only_probes_and_the_api_description_are_open(app_routes: list[Route[Acc
     assert {name for name, role in required_roles(app_routes).items() if role is None} == {
         "healthz",
         "readyz",
+        "influx_ping",
         "openapi",
     }
 
@@ -46,4 +47,9 @@ def test_admin_routes_need_admin_and_changes_need_write(app_routes: list[Route[A
 
 
 def test_only_probes_and_scrapes_are_never_rate_limited(app_routes: list[Route[Access]]) -> None:
-    assert {route.name for route in app_routes if not route.rate_limited} == {"healthz", "readyz", "internal_metrics"}
+    assert {route.name for route in app_routes if not route.rate_limited} == {
+        "healthz",
+        "readyz",
+        "influx_ping",
+        "internal_metrics",
+    }
