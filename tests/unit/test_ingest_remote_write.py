@@ -10,7 +10,13 @@ import cramjam
 import pytest
 
 from telemetry_server.errors import BadRequest, PayloadTooLarge
-from telemetry_server.ingest.remote_write import STALE_MARKER, WriteRequest, decode_write_request, decompress_snappy
+from telemetry_server.ingest.remote_write import (
+    STALE_MARKER,
+    Label,
+    WriteRequest,
+    decode_write_request,
+    decompress_snappy,
+)
 from tests.asgi import Reply
 from tests.unit.conftest import AppFactory, Harness
 
@@ -22,7 +28,7 @@ def write_request(*series: tuple[dict[str, str], list[tuple[float, int]]]) -> by
     for labels, samples in series:
         added = message.timeseries.add()
         for name in sorted(labels):
-            added.labels.add(name=name, value=labels[name])
+            added.labels.append(Label(name=name, value=labels[name]).SerializeToString())
         for value, timestamp in samples:
             added.samples.add(value=value, timestamp=timestamp)
     return bytes(message.SerializeToString())
