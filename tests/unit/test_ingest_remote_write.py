@@ -225,3 +225,23 @@ def test_storage_down_is_503_so_that_the_sender_retries(make_app: AppFactory) ->
 
     assert reply.status == 503
     assert reply.header("retry-after") == "1"
+
+
+def test_a_label_that_is_not_a_label_message_refuses_its_series() -> None:
+    message = WriteRequest()
+    series = message.timeseries.add()
+    series.labels.append(b"\xff\xff")
+    series.samples.add(value=1.0, timestamp=T0)
+
+    points, outcome = decode_write_request(bytes(message.SerializeToString()), 100)
+
+    assert (points, outcome.refused) == ([], 1)
+
+
+def test_a_series_seen_again_maps_the_same() -> None:
+    data = write_request(({"__name__": "up", "job": "p"}, [(1.0, T0)]))
+
+    first, _ = decode_write_request(data, 100)
+    again, _ = decode_write_request(data, 100)
+
+    assert first == again
