@@ -217,7 +217,8 @@ def _operation(route: Route[Access]) -> Schema:
     for status in declared.errors:
         if route.role is None and status in (401, 403):
             continue
-        responses.setdefault(str(status), {"description": _ERRORS[status], "content": _PROBLEM})
+        content = declared.error_content or _PROBLEM
+        responses.setdefault(str(status), {"description": _ERRORS[status], "content": content})
     operation["responses"] = responses
     if route.role is None:
         operation["security"] = []

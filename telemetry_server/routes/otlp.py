@@ -28,6 +28,10 @@ _EXPORT = Operation(
     (400, 401, 403, 408, 413, 415, 429, 503),
     body={"type": "object", "description": "An ExportMetricsServiceRequest."},
     body_types=("application/x-protobuf", "application/json"),
+    error_content={
+        "application/x-protobuf": {"schema": {"type": "string", "format": "binary", "description": "A Status."}},
+        "application/json": {"schema": {"type": "object", "properties": {"message": {"type": "string"}}}},
+    },
 )
 
 
