@@ -5,9 +5,12 @@ from __future__ import annotations
 import contextlib
 import http.client
 import os
+import shutil
 import signal
 import socket
 import subprocess
+import sys
+import tempfile
 import time
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
@@ -134,3 +137,16 @@ def wait_for_status(
             raise ProcessError(f"{child.name}: GET {path} never answered {expected} in {timeout:.0f} s")
         time.sleep(interval)
     return time.perf_counter() - start
+
+
+@contextlib.contextmanager
+def scratch_folder(prefix: str, keep: bool) -> Iterator[Path]:
+    """A temporary folder for a run's engines and logs: removed afterwards unless `keep` (then it is named)."""
+    folder = Path(tempfile.mkdtemp(prefix=prefix))
+    try:
+        yield folder
+    finally:
+        if keep:
+            print(f"kept {folder}", file=sys.stderr)
+        else:
+            shutil.rmtree(folder, ignore_errors=True)

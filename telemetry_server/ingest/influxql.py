@@ -21,13 +21,16 @@ class StatementRefused(ValueError):
     """A statement this server does not run; the message is what InfluxDB's `error` member carries."""
 
 
-def answer_statements(text: str) -> dict[str, Any]:
-    """InfluxDB's `{"results": [...]}` for `;`-separated setup statements; StatementRefused for any other."""
+def answer_statements(text: str, *, read_only: bool = False) -> dict[str, Any]:
+    """InfluxDB's `{"results": [...]}` for `;`-separated setup statements; StatementRefused for any other, and
+    with `read_only` (a GET, as InfluxDB has it) for any but SHOW DATABASES."""
     results: list[dict[str, Any]] = []
     for statement in (part for part in text.split(";") if part.strip()):
         result: dict[str, Any] = {"statement_id": len(results)}
         if _SHOW_DATABASES.fullmatch(statement):
             result["series"] = [{"name": "databases", "columns": ["name"], "values": [[DATABASE]]}]
+        elif read_only and _SETUP.match(statement):
+            raise StatementRefused(f"{' '.join(statement.split()[:2]).upper()} is only allowed with POST")
         elif not _SETUP.match(statement):
             shown = " ".join(statement.split())[:64]
             raise StatementRefused(

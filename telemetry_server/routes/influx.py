@@ -138,6 +138,21 @@ class InfluxResource:
         ]
 
 
+def is_influxql(request: Request) -> bool:
+    """Whether a `GET /query` is InfluxDB's (`q=`, as TSBS's loader and InfluxDB 1.x tools send it) rather than
+    a prompt (`prompt=`): the path is shared, the parameter tells them apart."""
+    names = {key for key, _ in request.query}
+    return "q" in names and "prompt" not in names
+
+
+def answer_influxql_get(request: Request) -> Response:
+    """`GET /query?q=SHOW DATABASES`, answered as InfluxDB does; setup statements need POST there too."""
+    try:
+        return _influx_response(200, answer_statements(_params(request, _QUERY_PARAMS).get("q", ""), read_only=True))
+    except StatementRefused as exc:
+        return _v1_error(str(exc))
+
+
 def _params(request: Request, known: frozenset[str]) -> dict[str, str]:
     """The known parameters, the first of each as InfluxDB reads them; others are ignored, as InfluxDB ignores
     them (clients add their own)."""

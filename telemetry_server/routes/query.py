@@ -25,6 +25,7 @@ from telemetry_server.openapi import (
     text_param,
 )
 from telemetry_server.prompt.words import MAX_PROMPT_LENGTH
+from telemetry_server.routes.influx import answer_influxql_get, is_influxql
 from telemetry_server.services.query_service import QueryService
 
 _PROMPT_PARAMS = frozenset({"prompt", "tz"})
@@ -74,6 +75,8 @@ class QueryResource:
         return json_response(await self._service.aggregate(query))
 
     async def ask(self, request: Request) -> Response:
+        if is_influxql(request):  # InfluxDB clients list databases with GET /query?q=SHOW DATABASES
+            return answer_influxql_get(request)
         prompt, tz = parse_prompt_params(request.query)
         return json_response(await self._service.ask(prompt, tz))
 

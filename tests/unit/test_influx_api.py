@@ -8,6 +8,7 @@ import gzip
 import zlib
 from datetime import UTC, datetime
 
+import orjson
 import pytest
 
 from telemetry_server.auth.guard import AccessGuard
@@ -16,7 +17,7 @@ from telemetry_server.config import Settings
 from telemetry_server.errors import AuthenticationRequired
 from telemetry_server.http.request import Request
 from telemetry_server.http.types import Message
-from telemetry_server.routes.influx import InfluxResource
+from telemetry_server.routes.influx import InfluxResource, answer_influxql_get, is_influxql
 from tests.fakes import InMemoryKeyStore, InMemoryTokenSource
 from tests.unit.conftest import AppFactory, Harness
 from tests.unit.test_app import assert_problem
@@ -89,6 +90,20 @@ def test_query_answers_create_database_in_the_url_or_a_form_body(harness: Harnes
     other = harness.client.post("/query", query="q=SELECT+*+FROM+cpu", body=b"")
     assert other.status == 400
     assert "read with GET /metrics" in other.json()["error"]
+
+
+def test_get_query_with_q_is_influxql_answered_for_show_databases_only() -> None:
+    shown = _request("/query", "q=show%20databases")
+    assert is_influxql(shown)
+    assert not is_influxql(_request("/query", "prompt=how+many+errors"))
+    assert orjson.loads(answer_influxql_get(shown).body) == {
+        "results": [
+            {"statement_id": 0, "series": [{"name": "databases", "columns": ["name"], "values": [["telemetry"]]}]}
+        ]
+    }
+    refused = answer_influxql_get(_request("/query", "q=CREATE+DATABASE+x"))
+    assert refused.status == 400
+    assert orjson.loads(refused.body) == {"error": "CREATE DATABASE is only allowed with POST"}
 
 
 def test_gzipped_and_chunked_bodies_are_read(harness: Harness) -> None:
