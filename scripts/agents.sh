@@ -6,7 +6,7 @@
 #   scripts/agents.sh tsbs       build or reuse TSBS's generator and loaders; print the bin directory
 #   scripts/agents.sh built telegraf  print the cached Telegraf's path if it is built (never builds), else fail
 #   scripts/agents.sh apt        install the Debian packages the tests and benches start (influxdb,
-#                                influxdb-client, victoria-metrics) when apt can; never fails the caller
+#                                influxdb-client, victoria-metrics, prometheus) when apt can; never fails the caller
 #
 # A build that fails exits non-zero with the log's path on stderr; callers then skip what needs it, saying so.
 # While a build runs, or waits for another one of this user's, it says so on stderr every 30 s.
@@ -96,7 +96,8 @@ apt)
     missing=()
     command -v influxd >/dev/null || missing+=(influxdb)
     command -v influx >/dev/null || missing+=(influxdb-client)
-    command -v victoria-metrics >/dev/null || missing+=(victoria-metrics)
+    command -v victoria-metrics >/dev/null || missing+=(victoria-metrics) # with vmagent
+    command -v prometheus >/dev/null || missing+=(prometheus)
     if ((${#missing[@]})); then
         echo "agents.sh: installing ${missing[*]} with apt-get" >&2
         # A machine whose package lists are stale or empty needs one `apt-get update` first.

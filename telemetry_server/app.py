@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import itertools
 import logging
 import os
@@ -16,7 +17,7 @@ from telemetry_server.auth.guard import AccessGuard
 from telemetry_server.auth.policy import Access
 from telemetry_server.config import Settings
 from telemetry_server.errors import StorageUnavailable
-from telemetry_server.http.problems import problem_response
+from telemetry_server.http.problems import ProblemBody, problem_response
 from telemetry_server.http.request import Request
 from telemetry_server.http.responses import send_response
 from telemetry_server.http.router import Router
@@ -28,7 +29,9 @@ from telemetry_server.routes.influx import InfluxResource
 from telemetry_server.routes.keys import KeyResource
 from telemetry_server.routes.metrics import MetricResource
 from telemetry_server.routes.openapi import OpenApiResource
+from telemetry_server.routes.otlp import OtlpResource
 from telemetry_server.routes.query import QueryResource
+from telemetry_server.routes.remote_write import RemoteWriteResource
 from telemetry_server.routes.stats import StatsResource
 from telemetry_server.services.bulkhead import Bulkhead
 from telemetry_server.services.ingest_service import IngestService
@@ -167,10 +170,13 @@ def build_components(backends: Backends, settings: Settings, stats: Stats) -> Co
             concurrency=settings.query_concurrency,
             timeout_seconds=settings.query_timeout_ms / 1000,
         )
+    ingest = IngestService(metrics, limiter)
     routes = [
         *HealthResource(backends.store, cache).routes(),
         *MetricResource(metrics, limiter, settings).routes(),
-        *InfluxResource(IngestService(metrics, limiter), settings).routes(),
+        *InfluxResource(ingest, settings).routes(),
+        *RemoteWriteResource(ingest, settings).routes(),
+        *OtlpResource(ingest, settings).routes(),
         *(QueryResource(queries).routes() if queries is not None else []),
         *StatsResource(stats_service).routes(),
         *(
@@ -211,18 +217,21 @@ class App:
         )
         name = "unmatched"
         quota_headers: list[tuple[bytes, bytes]] = []
+        problem_body: ProblemBody | None = None
         try:
             components = self._components
             if components is None:
                 raise StorageUnavailable("the server is starting")
             route, request.params = components.router.resolve(request.method, request.path)
             name = route.name
+            if route.problem_body is not None:
+                problem_body = functools.partial(route.problem_body, request)
             await self._guard.authorize(request, name)  # first: the rate limiter counts per key
             if route.rate_limited and components.limiter.enabled:
                 quota_headers = (await components.limiter.admit(request.client_id)).headers()
             response = await route.handler(request)
         except Exception as exc:
-            response = problem_response(exc, f"{self._id_prefix}-{next(self._request_ids):x}")
+            response = problem_response(exc, f"{self._id_prefix}-{next(self._request_ids):x}", problem_body)
             quota_headers = []  # a refusal carries its own (a 429 its quota)
         await send_response(send, response, quota_headers, head=request.method == "HEAD")
         self.stats.observe_request(name, response.status, (time.perf_counter() - started) * 1000)

@@ -56,6 +56,21 @@ class MalformedJSON(BadRequest):
     code, title = "malformed_json", "Malformed JSON"
 
 
+class PointsRefused(BadRequest):
+    """Some points of an agent's request could not be stored and were dropped; the others were stored (the
+    remote_write spec's answer: 400, not retried, with a readable reason)."""
+
+    code, title = "points_refused", "Points Refused"
+
+    def __init__(self, stored: int, refused: int, first_reason: str) -> None:
+        super().__init__(f"{refused} points refused, {stored} stored; the first refused: {first_reason}")
+        self.stored = stored
+        self.refused = refused
+
+    def extra(self) -> dict[str, Any]:
+        return {"stored": self.stored, "refused": self.refused}
+
+
 class AuthenticationRequired(AppError):
     """No usable API key: missing, malformed, unknown and revoked keys all get this same answer."""
 

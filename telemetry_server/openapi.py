@@ -20,7 +20,8 @@ _ERRORS = {
     404: "No such resource.",
     408: "The body did not arrive within HTTP_BODY_TIMEOUT_MS.",
     413: "The body is larger than MAX_BODY_BYTES.",
-    415: "The body is not application/json, or is in a Content-Encoding other than gzip.",
+    415: "The body is not in a media type or Content-Encoding this endpoint reads (application/json and gzip, "
+    "unless its summary says otherwise).",
     422: "The input is invalid; `errors` lists fields and reasons (the first 100; `errors_omitted` counts the rest).",
     429: "Rate limited; retry after `Retry-After` seconds.",
     503: "A database is unreachable, or too busy to answer in time; retry after `Retry-After` seconds.",
@@ -212,14 +213,16 @@ def _operation(route: Route[Access]) -> Schema:
     if declared.parameters:
         operation["parameters"] = list(declared.parameters)
     if declared.body is not None:
-        operation["requestBody"] = {"required": True, "content": json_content(declared.body)}
+        body = {media_type: {"schema": declared.body} for media_type in declared.body_types}
+        operation["requestBody"] = {"required": True, "content": body}
     responses: Schema = {}
     for status, (description, content) in declared.responses.items():
         responses[str(status)] = {"description": description, **({"content": content} if content else {})}
     for status in declared.errors:
         if route.role is None and status in (401, 403):
             continue
-        responses.setdefault(str(status), {"description": _ERRORS[status], "content": _PROBLEM})
+        content = declared.error_content or _PROBLEM
+        responses.setdefault(str(status), {"description": _ERRORS[status], "content": content})
     operation["responses"] = responses
     if route.role is None:
         operation["security"] = []

@@ -18,3 +18,5 @@ class Operation:
     errors: Sequence[int] = ()  # problem+json answers; their descriptions are shared, in telemetry_server.openapi
     parameters: Sequence[Schema] = ()
     body: Schema | None = None
+    body_types: Sequence[str] = ("application/json",)  # the media types the body may be sent in
+    error_content: Schema | None = None  # the errors' content when not problem+json (Route.problem_body)

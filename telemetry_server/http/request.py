@@ -99,6 +99,11 @@ class Request:
             self._headers = dict(self.scope["headers"])
         return self._headers.get(name)
 
+    @property
+    def media_type(self) -> bytes:
+        """The Content-Type without its parameters, lower case (b"" when none was sent)."""
+        return (self.header(b"content-type") or b"").split(b";", 1)[0].strip().lower()
+
     def header_values(self, name: bytes) -> list[bytes]:
         """Every value of a header by lower-case name, in the order sent; empty when it was not sent."""
         return [value for key, value in self.scope["headers"] if key == name]
@@ -109,6 +114,14 @@ class Request:
         if self._body is not None:
             return self._body
         gzipped = self._gzipped()
+        raw = await self.raw_body()
+        self._body = gunzip(raw, self.max_body_bytes) if gzipped else raw
+        return self._body
+
+    async def raw_body(self) -> bytes:
+        """The body as sent, whatever its Content-Encoding, refused with 413 past the limit: for the protocols
+        that compress in a way of their own (remote_write's snappy) and decode it themselves; called instead of
+        `body`, once."""
         declared = self.header(b"content-length")
         if declared is not None and declared.isdigit() and int(declared) > self.max_body_bytes:
             raise PayloadTooLarge(f"body of {int(declared)} bytes exceeds the limit of {self.max_body_bytes}")
@@ -129,9 +142,7 @@ class Request:
                         break
         except TimeoutError:
             raise RequestTimeout(f"the body did not arrive within {self.body_timeout_seconds:g} s") from None
-        raw = b"".join(chunks)
-        self._body = gunzip(raw, self.max_body_bytes) if gzipped else raw
-        return self._body
+        return b"".join(chunks)
 
     def _gzipped(self) -> bool:
         """Whether the body is gzipped; 415 for any other coding (every Content-Encoding header counts)."""
@@ -149,7 +160,7 @@ class Request:
     async def json(self) -> Any:
         """The body parsed as JSON; 415 unless the content type is JSON, 400 when it does not parse, 422 when it
         nests too deep or has keys that start with `$` or contain `.`."""
-        content_type = (self.header(b"content-type") or b"").split(b";", 1)[0].strip().lower()
+        content_type = self.media_type
         if content_type != b"application/json" and not content_type.endswith(b"+json"):
             raise UnsupportedMediaType("send the body as application/json")
         body = await self.body()

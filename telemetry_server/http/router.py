@@ -7,7 +7,7 @@ from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import KW_ONLY, dataclass
 from typing import Generic, TypeVar
 
-from telemetry_server.errors import MethodNotAllowed, NotFound, excerpt
+from telemetry_server.errors import AppError, MethodNotAllowed, NotFound, excerpt
 from telemetry_server.http.operation import Operation
 from telemetry_server.http.request import Request
 from telemetry_server.http.responses import Response
@@ -44,6 +44,8 @@ class Route(Generic[RoleT]):
     role: RoleT
     operation: Operation
     rate_limited: bool = True
+    # The body of its error answers, when its protocol words them otherwise than problem+json (OTLP's Status).
+    problem_body: Callable[[Request, AppError, str], tuple[bytes, bytes]] | None = None
     # A query parameter that may carry the API key, for clients that cannot send a header (InfluxDB v1's `p`).
     key_param: str | None = None
 

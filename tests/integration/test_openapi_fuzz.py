@@ -5,7 +5,9 @@ OpenAPI document does not describe. Bounded: 25 examples per operation. The serv
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
+from typing import Any
 
+import orjson
 import pytest
 import schemathesis
 from hypothesis import HealthCheck, Phase, given, settings
@@ -16,11 +18,20 @@ from schemathesis.specs.openapi.checks import (
     response_schema_conformance,
     status_code_conformance,
 )
+from schemathesis.transport.serialization import serialize_binary
 
 from telemetry_server.auth.keys import generate_key
 from tests.integration.conftest import ServerProcess
 
 APP_ENV = "fuzz"
+
+
+@schemathesis.serializer("application/x-protobuf")
+def protobuf_body(ctx: Any, value: Any) -> bytes:
+    """The agents' protobuf bodies (remote_write, OTLP): what is generated is sent as bytes, to be refused."""
+    return serialize_binary(value) if isinstance(value, bytes | str) else orjson.dumps(value)
+
+
 EXAMPLES_PER_OPERATION = 25
 CHECKS = [not_a_server_error, status_code_conformance, content_type_conformance, response_schema_conformance]
 ADMIN_KEY = generate_key()[0]

@@ -68,4 +68,6 @@ def test_the_served_document_describes_only_the_routes_served(harness: Harness) 
         "/api/v2/write",
         "/ping",
         "/query",
+        "/api/v1/write",
+        "/v1/metrics",
     }
