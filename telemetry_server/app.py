@@ -89,7 +89,7 @@ async def open_backends(settings: Settings, stats: Stats) -> Backends:
     redis = create_redis_client(settings)
     subscriber = create_redis_client(settings, subscriber=True)
     mongo = create_mongo_client(settings, stats.pool_wait_ms.observe)
-    store = MongoBucketStore(mongo, settings.database_name, settings.series_max)
+    store = MongoBucketStore(mongo, settings.database_name, settings.series_max, settings.retention)
     return Backends(
         store=store,
         cache=RedisCache(
@@ -105,7 +105,9 @@ async def open_backends(settings: Settings, stats: Stats) -> Backends:
         upkeep=BucketUpkeep.from_settings(mongo[settings.database_name], settings),
         revocations=RedisKeyRevocations(redis, subscriber, namespace),
         # One series index per worker: aggregates resolve filters through the store's.
-        aggregations=BucketAggregationStore(mongo[settings.database_name], store.registry),
+        aggregations=BucketAggregationStore(
+            mongo[settings.database_name], store.registry, retention=settings.retention, rollups=settings.rollups
+        ),
     )
 
 

@@ -28,7 +28,8 @@ from array import array
 from collections import defaultdict
 from collections.abc import AsyncGenerator, Callable, Iterable, Sequence
 from contextlib import aclosing
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
+from datetime import datetime, timedelta
 from typing import Any, NamedTuple
 
 from bson.codec_options import DatetimeConversion
@@ -40,8 +41,11 @@ from telemetry_server.errors import QueryTimedOut, QueryTooLarge, StorageUnavail
 from telemetry_server.models.aggregate_fold import AggregateFold, AggregatePlan, Group, from_millis, group_keys
 from telemetry_server.models.aggregate_rows import Row
 from telemetry_server.models.aggregation import AggregateQuery
+from telemetry_server.models.retention import RollupSize, retention_cutoff
+from telemetry_server.models.timestamps import EARLIEST, utc_now
 from telemetry_server.storage.bucket_columns import Columns, Summary, decode_columns
 from telemetry_server.storage.mongo import Document, unavailable_when_unreachable
+from telemetry_server.storage.mongo_rollups import rollup_summaries
 from telemetry_server.storage.mongo_series import SeriesRegistry
 
 log = logging.getLogger("telemetry_server.aggregation")
@@ -160,14 +164,25 @@ class BucketAggregationStore:
     """Reads the `buckets` collection through the worker's client, which the metric store owns and closes."""
 
     def __init__(
-        self, database: AsyncDatabase[Document], registry: SeriesRegistry, max_values: int = MAX_PERCENTILE_VALUES
+        self,
+        database: AsyncDatabase[Document],
+        registry: SeriesRegistry,
+        max_values: int = MAX_PERCENTILE_VALUES,
+        retention: timedelta | None = None,
+        rollups: tuple[RollupSize, ...] = (),
+        clock: Callable[[], datetime] = utc_now,
     ) -> None:
         # PERF: dates as DatetimeMS (an int) instead of datetimes: decoding a summary took 12 µs instead of 18, and
         # its two dates need no conversion to milliseconds (5 µs each), on a loaded machine.
         millis = database.codec_options.with_options(datetime_conversion=DatetimeConversion.DATETIME_MS)
         self._buckets = database["buckets"].with_options(codec_options=millis)
+        self._database = database
         self._registry = registry
         self._max_values = max_values
+        self._retention = retention
+        # The finest rollups answer most windows whole (a window's edges cut fewer of their intervals).
+        self._rollup = min(rollups, key=lambda size: size.millis) if rollups else None
+        self._clock = clock
 
     async def aggregate(self, query: AggregateQuery, max_rows: int, time_limit: float | None = None) -> list[Row]:
         """Ranked rows; without `top`, at most `max_rows + 1` (one more than allowed says there are too many)."""
@@ -188,10 +203,26 @@ class BucketAggregationStore:
         series = await self._series(query)
         if series is not None and not series:
             return fold
-        # Another source of summaries (rollups) would add its units for the part of the window it covers here
-        # (`add_summaries`), then fold the buckets of the rest: `AggregatePlan(replace(query, start=..., end=...))`.
-        await self._fold_buckets(fold, fold.plan, series, max_rows, deadline)
+        part = fold.plan
+        cutoff = retention_cutoff(self._clock(), self._retention)
+        if cutoff is not None and (query.start is None or query.start < cutoff):
+            # Expired time: answered from rollups, whole intervals inside the window and one bin (or not at all);
+            # the buckets answer from the cutoff on, as if the sweep had already run.
+            if self._rollup is not None and query.fn.percentile is None:
+                await self._fold_rollups(fold, query, series, min(cutoff, query.end or cutoff), self._rollup)
+            if query.end is not None and query.end <= cutoff:
+                return fold
+            part = AggregatePlan(replace(query, start=cutoff))
+        await self._fold_buckets(fold, part, series, max_rows, deadline)
         return fold
+
+    async def _fold_rollups(
+        self, fold: AggregateFold, query: AggregateQuery, series: set[int] | None, end: datetime, size: RollupSize
+    ) -> None:
+        units = await rollup_summaries(self._database, series, query.start or EARLIEST, end, size)
+        whole = [unit for unit in units if fold.plan.whole(unit.start_ms, unit.end_ms, unit.min, unit.max)]
+        groups = await self._groups_of(query, {unit.series for unit in whole})
+        add_summaries(fold, groups, whole)
 
     async def _fold_buckets(
         self, fold: AggregateFold, part: AggregatePlan, series: set[int] | None, max_rows: int, deadline: float | None

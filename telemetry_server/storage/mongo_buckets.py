@@ -16,6 +16,7 @@ import asyncio
 import math
 import random
 from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from typing import NamedTuple
 
@@ -28,6 +29,8 @@ from telemetry_server.errors import StorageUnavailable
 from telemetry_server.models.metric import Metric, MetricInput
 from telemetry_server.models.metric_query import MetricQuery, SortOrder
 from telemetry_server.models.point_id import PointId, SeqCounter, decode_point_id, is_legacy_id
+from telemetry_server.models.retention import clamp_start, retention_cutoff
+from telemetry_server.models.timestamps import utc_now
 from telemetry_server.storage.bucket_columns import (
     MAX_SPAN_MS,
     Columns,
@@ -90,8 +93,17 @@ class Located(NamedTuple):
 
 
 class MongoBucketStore:
-    def __init__(self, client: AsyncMongoClient[Document], database: str, max_series: int) -> None:
+    def __init__(
+        self,
+        client: AsyncMongoClient[Document],
+        database: str,
+        max_series: int,
+        retention: timedelta | None = None,
+        clock: Callable[[], datetime] = utc_now,
+    ) -> None:
         self._client = client
+        self._retention = retention
+        self._clock = clock
         db = client[database]
         self.registry = SeriesRegistry(db, max_series)
         self._buckets = db["buckets"]
@@ -146,7 +158,16 @@ class MongoBucketStore:
 
     # Listings
 
+    def _cutoff(self) -> datetime | None:
+        """Points before it have expired: no answer holds them, even before the sweeper has dropped them."""
+        return retention_cutoff(self._clock(), self._retention)
+
     async def find(self, query: MetricQuery, time_limit: float | None = None) -> list[Metric]:
+        cutoff = self._cutoff()
+        if cutoff is not None:
+            query = replace(query, start=clamp_start(query.start, cutoff))
+            if query.end is not None and query.end <= cutoff:
+                return []
         async with unavailable_when_unreachable("find", time_limit):
             await self.registry.refresh()  # every series an acknowledged write created, on any worker
             index = self.registry.index
@@ -227,6 +248,14 @@ class MongoBucketStore:
         return self._edit_locks[hash(slot.series if slot is not None else id_) % len(self._edit_locks)]
 
     async def _locate(self, id_: str) -> Located | None:
+        """Where the point `id_` is, unless it has expired."""
+        found = await self._locate_stored(id_)
+        cutoff = self._cutoff()
+        if found is not None and cutoff is not None and found.millis < to_millis(cutoff):
+            return None
+        return found
+
+    async def _locate_stored(self, id_: str) -> Located | None:
         """The decoded slot, else where `moved` says a PUT put it, else (24 hex) the migrated slot."""
         slot = decode_point_id(id_)
         if slot is not None:
