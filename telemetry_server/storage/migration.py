@@ -29,14 +29,14 @@ from pymongo.asynchronous.database import AsyncDatabase
 from pymongo.errors import BulkWriteError
 
 from telemetry_server.models.point_id import MAX_SERIES
-from telemetry_server.storage.bucket_columns import Slot, bucket_document, seal, to_millis
-from telemetry_server.storage.mongo import Document, unavailable_when_unreachable
+from telemetry_server.models.timestamps import to_millis
+from telemetry_server.storage.bucket_columns import Slot, bucket_document, seal
+from telemetry_server.storage.mongo import Document, already_there, unavailable_when_unreachable
 from telemetry_server.storage.mongo_buckets import INDEXES as BUCKET_INDEXES
 from telemetry_server.storage.mongo_series import SeriesKey, SeriesRegistry
 
 MIGRATION_ID = "metrics"
 DEFAULT_CHUNK = 10_000
-_DUPLICATE_KEY = 11000
 _COUNTER_LIMIT = 2**32  # the low half of a sequence number: points one writer id can number
 
 
@@ -234,10 +234,7 @@ class MetricsMigration:
         try:
             await collection.insert_many(docs, ordered=False)
         except BulkWriteError as exc:
-            details = exc.details or {}
-            if details.get("writeConcernErrors") or any(
-                error.get("code") != _DUPLICATE_KEY for error in details.get("writeErrors", [])
-            ):
+            if already_there(exc) is None:
                 raise
 
     async def drop_old(self) -> int:

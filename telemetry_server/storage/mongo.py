@@ -117,6 +117,19 @@ def _only_write_concern_failed(exc: BulkWriteError) -> bool:
     return bool(details.get("writeConcernErrors")) and not details.get("writeErrors")
 
 
+_DUPLICATE_KEY = 11000
+
+
+def already_there(exc: BulkWriteError) -> list[int] | None:
+    """The positions of the documents an unordered insert found already stored (duplicate keys); None when
+    anything else failed, a write concern included: then the insert is not known to be stored."""
+    details = exc.details or {}
+    errors = details.get("writeErrors", [])
+    if details.get("writeConcernErrors") or any(error.get("code") != _DUPLICATE_KEY for error in errors):
+        return None
+    return [error["index"] for error in errors]
+
+
 _SHORTEST_LIMIT_SECONDS = 0.001  # pymongo.timeout(0) would mean no limit at all
 
 

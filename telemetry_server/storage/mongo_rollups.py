@@ -29,10 +29,10 @@ from pymongo.asynchronous.database import AsyncDatabase
 from pymongo.errors import BulkWriteError
 
 from telemetry_server.models.retention import RollupSize, interval_start
-from telemetry_server.storage.bucket_columns import Slot, Summary, from_millis, to_millis
-from telemetry_server.storage.mongo import Document, unavailable_when_unreachable
+from telemetry_server.models.timestamps import from_millis, to_millis
+from telemetry_server.storage.bucket_columns import Slot, Summary
+from telemetry_server.storage.mongo import Document, already_there, unavailable_when_unreachable
 
-_DUPLICATE_KEY = 11000
 ROLLUP_INDEXES = [IndexModel([("series", ASCENDING), ("start", ASCENDING)], name="series_start", unique=True)]
 
 
@@ -94,10 +94,10 @@ class MongoRollups:
                 try:
                     await collection.insert_many(fresh, ordered=False)
                 except BulkWriteError as exc:
-                    errors = (exc.details or {}).get("writeErrors", [])
-                    if any(error.get("code") != _DUPLICATE_KEY for error in errors):
+                    found = already_there(exc)
+                    if found is None:
                         raise
-                    existing = [summaries[error["index"]] for error in errors]
+                    existing = [summaries[index] for index in found]
                 if existing:
                     await collection.bulk_write(
                         [

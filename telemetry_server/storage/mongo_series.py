@@ -24,11 +24,10 @@ from pymongo.asynchronous.database import AsyncDatabase
 from pymongo.errors import BulkWriteError
 
 from telemetry_server.errors import SeriesLimitReached, StorageUnavailable
-from telemetry_server.storage.mongo import Document, unavailable_when_unreachable
+from telemetry_server.storage.mongo import Document, already_there, unavailable_when_unreachable
 from telemetry_server.storage.series_index import Series, SeriesIndex, series_key
 
 SeriesKey = tuple[str, tuple[str, ...]]
-_DUPLICATE_KEY = 11000
 # An id taken from the counter but not seen in the collection yet may be a series another worker is inserting
 # right now; it is looked for again at every refresh, until it is this old (its writer failed or lost a race).
 _HOLE_SECONDS = 60.0
@@ -124,8 +123,7 @@ class SeriesRegistry:
             try:
                 await self._series.insert_many(docs, ordered=False)
             except BulkWriteError as exc:
-                errors = (exc.details or {}).get("writeErrors", [])
-                if any(error.get("code") != _DUPLICATE_KEY for error in errors):
+                if already_there(exc) is None:
                     raise
                 taken_by_others = True
         if taken_by_others:  # another worker created some of them first: theirs are the ids
