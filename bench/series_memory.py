@@ -35,7 +35,8 @@ from bench.gate import evaluate, load_targets, print_outcomes
 from bench.processes import LOOPBACK, free_port, http_status, started_children
 from bench.runner import RESULTS
 from bench.storage_stats import BENCH_DATABASE, stored_bytes
-from telemetry_server.storage.bucket_columns import MAX_POINTS, Slot, bucket_document, to_millis
+from telemetry_server.models.timestamps import to_millis
+from telemetry_server.storage.bucket_columns import MAX_POINTS, Slot, bucket_document
 from telemetry_server.storage.series_index import Series, SeriesIndex, series_key
 
 SIGNALS = ("cpu", "mem", "disk", "net", "latency")

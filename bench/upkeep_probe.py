@@ -24,7 +24,8 @@ from typing import Any
 from pymongo import ASCENDING, DESCENDING, AsyncMongoClient, IndexModel
 
 from telemetry_server.models.retention import RollupSize
-from telemetry_server.storage.bucket_columns import MAX_POINTS, Slot, bucket_document, to_millis
+from telemetry_server.models.timestamps import to_millis
+from telemetry_server.storage.bucket_columns import MAX_POINTS, Slot, bucket_document
 from telemetry_server.storage.bucket_upkeep import BucketUpkeep, UpkeepTally
 from telemetry_server.storage.mongo_rollups import MongoRollups
 

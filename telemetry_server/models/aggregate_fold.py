@@ -19,7 +19,7 @@ from zoneinfo import ZoneInfo
 
 from telemetry_server.models.aggregate_rows import Row, rank_rows
 from telemetry_server.models.aggregation import AggregateFn, AggregateQuery, Bucket, BucketUnit
-from telemetry_server.models.timestamps import EARLIEST
+from telemetry_server.models.timestamps import EARLIEST, from_millis
 from telemetry_server.models.value_range import ValueRange
 
 Group = str | None
@@ -64,10 +64,6 @@ def group_keys(name: str, tags: Sequence[str], group_by: str | None) -> list[Gro
 def ceil_millis(moment: datetime) -> int:
     """The first whole millisecond since the epoch at or after `moment` (points are stored to the ms)."""
     return -(-(moment - EARLIEST) // _MILLISECOND)
-
-
-def from_millis(millis: int) -> datetime:
-    return EARLIEST + timedelta(milliseconds=millis)
 
 
 def value_test(bounds: ValueRange) -> Callable[[float], bool]:

@@ -6,7 +6,7 @@ import base64
 import binascii
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from datetime import datetime
 from enum import StrEnum
 
 import orjson
@@ -14,7 +14,7 @@ import orjson
 from telemetry_server.errors import FieldError, ValidationFailed
 from telemetry_server.models.metric import MAX_TAGS, Fail, check_name, check_tags
 from telemetry_server.models.point_id import is_point_id
-from telemetry_server.models.timestamps import EARLIEST, format_timestamp, parse_timestamp_text
+from telemetry_server.models.timestamps import EARLIEST, format_timestamp, from_millis, parse_timestamp_text, to_millis
 from telemetry_server.models.value_range import VALUE_PARAMS, ValueRange, parse_value_range
 
 _PARAMS = frozenset({"name", "tag", "from", "to", "limit", "sort", "cursor", "filters", *VALUE_PARAMS})
@@ -36,8 +36,7 @@ class Cursor:
     id: str
 
     def encode(self) -> str:
-        # Integer arithmetic: a float epoch can lose a millisecond (8422738.531 s * 1000 = 8422738530.99...).
-        millis = (self.timestamp - EARLIEST) // timedelta(milliseconds=1)
+        millis = to_millis(self.timestamp)  # integers: a float epoch can lose a millisecond
         raw = f"{millis}:{self.id}".encode()
         return base64.urlsafe_b64encode(raw).decode().rstrip("=")
 
@@ -46,7 +45,7 @@ class Cursor:
         try:
             raw = base64.urlsafe_b64decode(token + "=" * (-len(token) % 4)).decode()
             millis, id_ = raw.split(":", 1)
-            moment = EARLIEST + timedelta(milliseconds=int(millis))
+            moment = from_millis(int(millis))
             if moment < EARLIEST:
                 raise ValueError(millis)
         except (binascii.Error, UnicodeDecodeError, ValueError, OverflowError):

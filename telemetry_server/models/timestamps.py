@@ -49,6 +49,17 @@ def is_number_text(text: str) -> bool:
     return len(text) <= _MAX_TEXT_LENGTH and _NUMBER_TEXT.fullmatch(text) is not None
 
 
+def to_millis(moment: datetime) -> int:
+    """Whole milliseconds since the epoch (floored), the unit point ids, buckets and cursors keep time in."""
+    # PERF: integer parts, not `delta // timedelta(milliseconds=1)`: 0.6 µs instead of 2.2, once per point stored.
+    delta = moment - EARLIEST
+    return (delta.days * 86_400 + delta.seconds) * 1000 + delta.microseconds // 1000
+
+
+def from_millis(millis: int) -> datetime:
+    return EARLIEST + timedelta(milliseconds=millis)
+
+
 def format_timestamp(moment: datetime) -> str:
     """`2026-11-27T23:58:40.123Z`."""
     # PERF: isoformat, converted only when not already UTC (MongoDB's dates carry bson's own UTC tzinfo): 3.4 µs

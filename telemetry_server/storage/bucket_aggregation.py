@@ -38,11 +38,11 @@ from pymongo.asynchronous.database import AsyncDatabase
 from pymongo.errors import OperationFailure
 
 from telemetry_server.errors import QueryTimedOut, QueryTooLarge, StorageUnavailable
-from telemetry_server.models.aggregate_fold import AggregateFold, AggregatePlan, Group, from_millis, group_keys
+from telemetry_server.models.aggregate_fold import AggregateFold, AggregatePlan, Group, group_keys
 from telemetry_server.models.aggregate_rows import Row
 from telemetry_server.models.aggregation import AggregateQuery
 from telemetry_server.models.retention import RollupSize, retention_cutoff
-from telemetry_server.models.timestamps import EARLIEST, utc_now
+from telemetry_server.models.timestamps import EARLIEST, from_millis, utc_now
 from telemetry_server.storage.bucket_columns import Columns, Summary, decode_columns
 from telemetry_server.storage.mongo import Document, unavailable_when_unreachable
 from telemetry_server.storage.mongo_rollups import rollup_summaries

@@ -19,11 +19,10 @@ from array import array
 from bisect import bisect_left, bisect_right
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
 from typing import Any, NamedTuple
 
 from telemetry_server.models.point_id import PointId
-from telemetry_server.models.timestamps import EARLIEST
+from telemetry_server.models.timestamps import from_millis
 
 Document = dict[str, Any]
 
@@ -34,16 +33,6 @@ Document = dict[str, Any]
 MAX_POINTS = 1000
 MAX_SPAN_MS = 3_600_000
 _LITTLE = sys.byteorder == "little"
-
-
-def to_millis(moment: datetime) -> int:
-    # PERF: integer parts, not `delta // timedelta(milliseconds=1)`: 0.6 µs instead of 2.2, once per point stored.
-    delta = moment - EARLIEST
-    return (delta.days * 86_400 + delta.seconds) * 1000 + delta.microseconds // 1000
-
-
-def from_millis(millis: int) -> datetime:
-    return EARLIEST + timedelta(milliseconds=millis)
 
 
 class Slot(NamedTuple):

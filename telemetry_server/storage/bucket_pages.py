@@ -17,7 +17,8 @@ from typing import Any, NamedTuple
 
 from telemetry_server.models.metric import Metric
 from telemetry_server.models.metric_query import MetricQuery, SortOrder
-from telemetry_server.storage.bucket_columns import decode_columns, from_millis, to_millis
+from telemetry_server.models.timestamps import from_millis, to_millis
+from telemetry_server.storage.bucket_columns import decode_columns
 from telemetry_server.storage.series_index import Series
 
 _COMPARE = {"gt": operator.gt, "gte": operator.ge, "lt": operator.lt, "lte": operator.le}

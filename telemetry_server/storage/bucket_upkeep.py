@@ -40,14 +40,8 @@ from pymongo.errors import PyMongoError
 from telemetry_server.config import Settings
 from telemetry_server.errors import StorageUnavailable
 from telemetry_server.models.retention import retention_cutoff
-from telemetry_server.storage.bucket_columns import (
-    MAX_POINTS,
-    MAX_SPAN_MS,
-    Slot,
-    bucket_document,
-    decode_columns,
-    to_millis,
-)
+from telemetry_server.models.timestamps import to_millis
+from telemetry_server.storage.bucket_columns import MAX_POINTS, MAX_SPAN_MS, Slot, bucket_document, decode_columns
 from telemetry_server.storage.mongo import Document, unavailable_when_unreachable
 from telemetry_server.storage.mongo_lease import MongoLease
 from telemetry_server.storage.mongo_rollups import Expired, MongoRollups

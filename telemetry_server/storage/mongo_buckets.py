@@ -30,16 +30,14 @@ from telemetry_server.models.metric import Metric, MetricInput
 from telemetry_server.models.metric_query import MetricQuery, SortOrder
 from telemetry_server.models.point_id import PointId, SeqCounter, decode_point_id, is_legacy_id
 from telemetry_server.models.retention import clamp_start, retention_cutoff
-from telemetry_server.models.timestamps import utc_now
+from telemetry_server.models.timestamps import from_millis, to_millis, utc_now
 from telemetry_server.storage.bucket_columns import (
     MAX_SPAN_MS,
     Columns,
     Slot,
     bucket_document,
     decode_columns,
-    from_millis,
     seal,
-    to_millis,
     without,
 )
 from telemetry_server.storage.bucket_pages import PageMerge

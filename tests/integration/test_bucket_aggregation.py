@@ -20,12 +20,12 @@ from pymongo import AsyncMongoClient
 from pymongo.asynchronous.database import AsyncDatabase
 
 from telemetry_server.errors import QueryTimedOut, QueryTooLarge
-from telemetry_server.models.aggregate_fold import from_millis
 from telemetry_server.models.aggregate_rows import Row
 from telemetry_server.models.aggregation import AggregateFn, AggregateQuery, parse_aggregate_query
 from telemetry_server.models.point_id import SeqCounter
+from telemetry_server.models.timestamps import from_millis, to_millis
 from telemetry_server.storage.bucket_aggregation import BucketAggregationStore
-from telemetry_server.storage.bucket_columns import Slot, bucket_document, seal, to_millis
+from telemetry_server.storage.bucket_columns import Slot, bucket_document, seal
 from telemetry_server.storage.mongo_buckets import INDEXES
 from telemetry_server.storage.mongo_series import SeriesRegistry
 from tests.brute_force import Reading, brute_force

@@ -18,8 +18,9 @@ from pymongo.asynchronous.database import AsyncDatabase
 
 from telemetry_server.models.metric import Metric, MetricInput
 from telemetry_server.models.metric_query import Cursor, MetricQuery, SortOrder
+from telemetry_server.models.timestamps import to_millis
 from telemetry_server.models.value_range import ValueRange
-from telemetry_server.storage.bucket_columns import MAX_POINTS, Slot, bucket_document, to_millis
+from telemetry_server.storage.bucket_columns import MAX_POINTS, Slot, bucket_document
 from telemetry_server.storage.mongo_buckets import MongoBucketStore
 
 T0 = datetime(2026, 11, 27, 10, tzinfo=UTC)

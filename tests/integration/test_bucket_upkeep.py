@@ -25,16 +25,8 @@ from pymongo.asynchronous.database import AsyncDatabase
 
 from telemetry_server.models.point_id import SeqCounter, decode_point_id
 from telemetry_server.models.retention import RollupSize, retention_cutoff
-from telemetry_server.models.timestamps import EARLIEST
-from telemetry_server.storage.bucket_columns import (
-    Slot,
-    bucket_document,
-    decode_columns,
-    from_millis,
-    seal,
-    to_millis,
-    without,
-)
+from telemetry_server.models.timestamps import EARLIEST, from_millis, to_millis
+from telemetry_server.storage.bucket_columns import Slot, bucket_document, decode_columns, seal, without
 from telemetry_server.storage.bucket_upkeep import BucketUpkeep, UpkeepTally
 from telemetry_server.storage.mongo_rollups import Expired, MongoRollups, rollup_summaries
 from telemetry_server.storage.mongo_series import SeriesRegistry

@@ -20,7 +20,8 @@ from bson import ObjectId
 from pymongo import AsyncMongoClient, MongoClient
 from pymongo.database import Database
 
-from telemetry_server.storage.bucket_columns import decode_columns, from_millis, to_millis
+from telemetry_server.models.timestamps import from_millis, to_millis
+from telemetry_server.storage.bucket_columns import decode_columns
 from telemetry_server.storage.migration import MIGRATION_ID, MetricsMigration, MigrationRefused, Outcome
 
 from .conftest import ROOT, ServerProcess

@@ -10,18 +10,11 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
-from telemetry_server.models.aggregate_fold import (
-    AggregateFold,
-    AggregatePlan,
-    bucket_start,
-    from_millis,
-    group_keys,
-    nearest_rank,
-)
+from telemetry_server.models.aggregate_fold import AggregateFold, AggregatePlan, bucket_start, group_keys, nearest_rank
 from telemetry_server.models.aggregate_rows import Row
 from telemetry_server.models.aggregation import BUCKET_SIZES, AggregateFn, AggregateQuery, Bucket, BucketUnit
 from telemetry_server.models.metric_query import SortOrder
-from telemetry_server.models.timestamps import EARLIEST
+from telemetry_server.models.timestamps import EARLIEST, from_millis
 from telemetry_server.models.value_range import ValueRange
 from tests.brute_force import Reading, brute_force
 

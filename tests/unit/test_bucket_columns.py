@@ -8,15 +8,14 @@ from datetime import UTC, datetime
 from bson import BSON
 
 from telemetry_server.models.point_id import PointId
+from telemetry_server.models.timestamps import from_millis, to_millis
 from telemetry_server.storage.bucket_columns import (
     MAX_POINTS,
     MAX_SPAN_MS,
     Slot,
     bucket_document,
     decode_columns,
-    from_millis,
     seal,
-    to_millis,
     without,
 )
 

@@ -11,15 +11,9 @@ from bson import ObjectId
 
 from telemetry_server.models.metric import Metric
 from telemetry_server.models.metric_query import Cursor, MetricQuery, SortOrder
+from telemetry_server.models.timestamps import from_millis
 from telemetry_server.models.value_range import ValueRange
-from telemetry_server.storage.bucket_columns import (
-    Document,
-    Slot,
-    bucket_document,
-    decode_columns,
-    from_millis,
-    seal,
-)
+from telemetry_server.storage.bucket_columns import Document, Slot, bucket_document, decode_columns, seal
 from telemetry_server.storage.bucket_pages import PageMerge
 from telemetry_server.storage.series_index import Series
 

@@ -7,7 +7,8 @@ from typing import Any
 
 from bson import ObjectId
 
-from telemetry_server.storage.bucket_columns import MAX_POINTS, decode_columns, to_millis
+from telemetry_server.models.timestamps import to_millis
+from telemetry_server.storage.bucket_columns import MAX_POINTS, decode_columns
 from telemetry_server.storage.migration import Progress, bucket_id, build_chunk, series_key_of
 
 START = datetime(2026, 11, 20, tzinfo=UTC)
