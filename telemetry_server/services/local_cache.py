@@ -7,7 +7,7 @@ import time
 from collections import OrderedDict
 from collections.abc import Callable, Iterable, Sequence
 
-from telemetry_server.services.listing_page import ListedPoint, ListingPage
+from telemetry_server.services.listing_page import ListedPoint, ListingPage, exact
 
 # One point's change as every L1 applies it: (before, after); None before is an insert, None after a delete.
 Change = tuple[ListedPoint | None, ListedPoint | None]
@@ -62,6 +62,7 @@ class LocalCache:
 
     def put(self, key: str, dependency: str, value: bytes, version: int) -> None:
         """Keep `value` unless a write to its dependency came after `version` was read."""
+        value = exact(value)  # it may come from orjson, whose bytes keep their spare capacity
         self._put(key, dependency, value, None, len(key) + len(value), self._ttl, version)
 
     def put_page(self, key: str, dependency: str, page: ListingPage, version: int) -> None:
