@@ -10,7 +10,6 @@ from telemetry_server.http.operation import Operation
 from telemetry_server.http.request import Request
 from telemetry_server.http.responses import JSON, Response
 from telemetry_server.http.router import Route
-from telemetry_server.ingest.otlp import decode_metrics, export_response, parse_request, status_body
 from telemetry_server.services.ingest_service import IngestService
 
 _PROTOBUF = b"application/x-protobuf"
@@ -42,6 +41,10 @@ class OtlpResource:
 
     async def export(self, request: Request) -> Response:
         """200 with an ExportMetricsServiceResponse once the points that could be stored are."""
+        # Imported at the first export, not at start: OTLP's protobuf messages cost a worker ~35 ms of CPU to import,
+        # paid by every cold start otherwise (bench: spawn to the first 200).
+        from telemetry_server.ingest.otlp import decode_metrics, export_response, parse_request
+
         json = _is_json(request)
         settings = self._settings
         request.max_body_bytes = settings.ingest_max_body_bytes
@@ -73,6 +76,8 @@ def _is_json(request: Request) -> bool:
 
 def _status(request: Request, error: AppError, request_id: str) -> tuple[bytes, bytes]:
     """OTLP's failure body, in the request's content type (protobuf unless it sent JSON)."""
+    from telemetry_server.ingest.otlp import status_body  # see OtlpResource.export
+
     json = request.media_type == JSON
     message = f"{error.title}: {error.detail} (request id {request_id})"
     return status_body(message, json), JSON if json else _PROTOBUF
