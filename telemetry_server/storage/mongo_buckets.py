@@ -112,9 +112,12 @@ class MongoBucketStore:
         self._edit_locks = [asyncio.Lock() for _ in range(_EDIT_LOCKS)]
 
     async def ensure_indexes(self) -> None:
+        """The collections' indexes, then this worker's series index, loaded ahead of the first filter that needs
+        it (run in the background at start)."""
         await self.registry.ensure_indexes()
         async with unavailable_when_unreachable("creating bucket indexes"):
             await self._buckets.create_indexes(INDEXES)
+        await self.registry.refresh()
 
     async def ping(self) -> None:
         async with unavailable_when_unreachable("ping"):
@@ -167,11 +170,13 @@ class MongoBucketStore:
             if query.end is not None and query.end <= cutoff:
                 return []
         async with unavailable_when_unreachable("find", time_limit):
-            await self.registry.refresh()  # every series an acknowledged write created, on any worker
             index = self.registry.index
-            series = index.match(query.name, None, query.tags)
-            if series is not None and not series:
-                return []
+            series: set[int] | None = None
+            if query.name is not None or query.tags:
+                await self.registry.refresh()  # every series an acknowledged write created, on any worker
+                series = index.match(query.name, None, query.tags)
+                if not series:
+                    return []
             merge = PageMerge(query, index.get)
             found = bucket_filter(query, series)
             order = -1 if query.order is SortOrder.DESC else 1
@@ -179,7 +184,7 @@ class MongoBucketStore:
             first = _FIRST_BATCH if series is None else min(max(_FIRST_BATCH, len(series) + 1), _FIRST_BATCH_MAX)
             cursor = await self._buckets.aggregate(pipeline, batchSize=first)
             try:
-                last_end = await _feed(merge, cursor)
+                last_end = await self._feed(merge, cursor)
             finally:
                 await cursor.close()
             edge = merge.edge()
@@ -187,8 +192,33 @@ class MongoBucketStore:
                 overlapping = self._buckets.find(overlap_filter(found, last_end, edge), _LISTING_FIELDS)
                 async with overlapping:
                     async for doc in overlapping:
-                        merge.add(doc)
+                        await self._add(merge, doc)
         return merge.finish()
+
+    async def _feed(self, merge: PageMerge, cursor: AsyncCommandCursor[Document]) -> datetime | None:
+        """Add buckets until the page is full (sort=desc) or could be (sort=asc: then the end of the last bucket
+        read is returned); each later batch sized for the points still wanted."""
+        points = buckets = 0
+        async for doc in cursor:
+            await self._add(merge, doc)
+            if merge.full:
+                return None
+            if merge.edge() is not None and not merge.releasing:
+                last_end: datetime = doc["end"]
+                return last_end
+            points += doc["count"]
+            buckets += 1
+            wanted = merge.missing + 1
+            batch = max(_FIRST_BATCH, buckets, math.ceil(wanted * buckets / max(points, 1)))
+            cursor.batch_size(min(_MAX_BATCH, batch))
+        return None
+
+    async def _add(self, merge: PageMerge, doc: Document) -> None:
+        """A filter's series are all in the index (`find` refreshed it); without a filter, the series of a bucket
+        are read as buckets name them."""
+        if doc["series"] not in self.registry.index:
+            await self.registry.name([doc["series"]])
+        merge.add(doc)
 
     # By id
 
@@ -299,8 +329,8 @@ class MongoBucketStore:
 
     async def _series(self, series_id: int) -> Series:
         series = self.registry.index.get(series_id)
-        if series is None:  # created by another worker since this one last looked
-            await self.registry.refresh()
+        if series is None:  # created by another worker since this one last looked, or the index is still loading
+            await self.registry.name([series_id])
             series = self.registry.index.get(series_id)
         if series is None:
             raise LookupError(f"bucket of series {series_id}, which the series collection does not hold")
@@ -405,24 +435,6 @@ def overlap_filter(found: Document, last_end: datetime, edge: int) -> Document:
     start = dict(found.get("start", {}))
     start["$lte"] = min(start.get("$lte", at), at)
     return {**found, "end": end, "start": start}
-
-
-async def _feed(merge: PageMerge, cursor: AsyncCommandCursor[Document]) -> datetime | None:
-    """Add buckets until the page is full (sort=desc) or could be (sort=asc: then the end of the last bucket
-    read is returned); each later batch sized for the points still wanted."""
-    points = buckets = 0
-    async for doc in cursor:
-        merge.add(doc)
-        if merge.full:
-            return None
-        if merge.edge() is not None and not merge.releasing:
-            last_end: datetime = doc["end"]
-            return last_end
-        points += doc["count"]
-        buckets += 1
-        wanted = merge.missing + 1
-        cursor.batch_size(min(_MAX_BATCH, max(_FIRST_BATCH, buckets, math.ceil(wanted * buckets / max(points, 1)))))
-    return None
 
 
 def _plus_span(moment: datetime) -> datetime:

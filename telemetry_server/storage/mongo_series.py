@@ -53,6 +53,16 @@ class SeriesRegistry:
         """Read every series (at start); later changes come in through `refresh`."""
         await self._read({})
 
+    async def name(self, ids: Iterable[int]) -> None:
+        """Put the series `ids` in the index, read by id: a page without a filter names only its own series, and
+        need not wait for the whole index (a first `refresh` reads every series: seconds for 100k of them)."""
+        missing = [id_ for id_ in ids if id_ not in self.index]
+        if not missing:
+            return
+        async with unavailable_when_unreachable("read of series"):
+            async for doc in self._series.find({"_id": {"$in": missing}}, {"key": 0}):
+                self.index.add(Series(doc["_id"], doc["name"], tuple(doc["tags"])))
+
     async def refresh(self) -> None:
         """Return once the index holds every series created before this call.
 
