@@ -54,7 +54,7 @@ def parse_metric(data: object, now: datetime, *, index: int | None = None, id_: 
     `id_` is the id from the URL on a replace: the body may repeat it, but not contradict it.
     """
     errors = FieldErrors()
-    metric = read_metric(data, now, errors, index=index, id_=id_)
+    metric = read_metric(data, truncate_to_millis(now), errors, index=index, id_=id_)
     if metric is None:
         raise errors.refusal()
     return metric
@@ -70,6 +70,7 @@ def parse_metric_batch(data: list[object], now: datetime, max_size: int) -> list
     parsed: list[MetricInput] = []
     errors = FieldErrors()
     bad = 0
+    now = truncate_to_millis(now)
     for index, item in enumerate(data):
         metric = read_metric(item, now, errors, index=index)
         if metric is None:
@@ -84,13 +85,15 @@ def parse_metric_batch(data: list[object], now: datetime, max_size: int) -> list
 def read_metric(
     data: object, now: datetime, errors: FieldErrors, *, index: int | None = None, id_: str | None = None
 ) -> MetricInput | None:
-    """The metric, or None when `data` is not one: each problem is added to `errors`."""
+    """The metric, or None when `data` is not one: each problem is added to `errors`. `now`, the timestamp of a
+    metric sent without one, is truncated to the millisecond by the caller (once per batch)."""
     found = errors.count
 
     def fail(field: str, message: str) -> None:
         errors.add(field, message, index)
 
-    if not isinstance(data, Mapping):
+    # PERF: JSON objects are dicts; the Mapping check (an ABC's) was 4% of a batch POST's worker time.
+    if type(data) is not dict and not isinstance(data, Mapping):
         fail("$", "must be a JSON object")
         return None
     for key in data:
@@ -103,7 +106,7 @@ def read_metric(
     name = check_name(data.get("name"), fail)
     tags = check_tags(data.get("tags"), fail)
     value = _check_value(data.get("value", _MISSING), fail)
-    timestamp = truncate_to_millis(now)
+    timestamp = now
     if data.get("timestamp") is not None:
         try:
             timestamp = parse_timestamp(data["timestamp"])
