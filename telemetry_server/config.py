@@ -73,7 +73,9 @@ class Settings:
     log_level: str = "info"
     l1_cache_ttl_ms: int = 5000
     l1_cache_entries: int = 10_000
-    l1_cache_bytes: int = 64 << 20
+    # With the series index (~50 MB at 100k series) and a worker's own ~65 MB, this keeps a worker within the
+    # 150 MB RSS budget (bench.series_memory).
+    l1_cache_bytes: int = 32 << 20
     write_batch_delay_ms: int = 0
     write_batch_max: int = 1000
     write_batch_concurrency: int = 4

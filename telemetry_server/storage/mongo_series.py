@@ -32,6 +32,9 @@ SeriesKey = tuple[str, tuple[str, ...]]
 # right now; it is looked for again at every refresh, until it is this old (its writer failed or lost a race).
 _HOLE_SECONDS = 60.0
 _TAKE_ATTEMPTS = 3
+# Series per reply of a load: the engine's default (16 MiB after the first 101) handed a first load of 100k series
+# over in one reply, decoded into a list at once, which raised the worker's RSS for good (bench.series_memory).
+_READ_BATCH = 1000
 
 
 class SeriesRegistry:
@@ -95,7 +98,7 @@ class SeriesRegistry:
         now = time.monotonic()
         top = self._max_seen
         async with unavailable_when_unreachable("read of series"):
-            async for doc in self._series.find(query, {"key": 0}):
+            async for doc in self._series.find(query, {"key": 0}, batch_size=_READ_BATCH):
                 self.index.add(Series(doc["_id"], doc["name"], tuple(doc["tags"])))
                 self._holes.pop(doc["_id"], None)
                 top = max(top, doc["_id"])
