@@ -28,7 +28,7 @@ class LocalCache:
         max_entries: int,
         ttl_seconds: float,
         clock: Callable[[], float] = time.monotonic,
-        max_bytes: int = 32 << 20,
+        max_bytes: int = 24 << 20,
         page_ttl_seconds: float | None = None,
     ) -> None:
         self._max_entries = max_entries
