@@ -90,7 +90,13 @@ async def open_backends(settings: Settings, stats: Stats) -> Backends:
     redis = create_redis_client(settings)
     subscriber = create_redis_client(settings, subscriber=True)
     mongo = create_mongo_client(settings, stats.pool_wait_ms.observe)
-    store = MongoBucketStore(mongo, settings.database_name, settings.series_max, settings.retention)
+    store = MongoBucketStore(
+        mongo,
+        settings.database_name,
+        settings.series_max,
+        settings.retention,
+        listing_read_preference=settings.mongo_read_preference,
+    )
     return Backends(
         store=store,
         cache=RedisCache(

@@ -35,6 +35,16 @@ class Environment(StrEnum):
         return self in (Environment.STAGING, Environment.PROD)
 
 
+class ReadPreference(StrEnum):
+    """Where listings read, as MONGO_READ_PREFERENCE spells it (any case); the names are pymongo's."""
+
+    PRIMARY = "primary"
+    PRIMARY_PREFERRED = "primarypreferred"
+    SECONDARY = "secondary"
+    SECONDARY_PREFERRED = "secondarypreferred"
+    NEAREST = "nearest"
+
+
 @dataclass(frozen=True)
 class Settings:
     environment: Environment = Environment.LOCAL
@@ -49,6 +59,8 @@ class Settings:
     # A write is acknowledged (201) only once a majority has it in its journal: see README, Reliability.
     mongo_write_concern: int | str = "majority"
     mongo_journal: bool = True
+    # Where listings and queries read (writes always go to the primary): see docs/scaling.md.
+    mongo_read_preference: ReadPreference = ReadPreference.PRIMARY
     redis_pool_size: int = 32
     redis_timeout_ms: int = 250
     cache_ttl_seconds: int = 60
@@ -120,6 +132,9 @@ def load_settings(environ: Mapping[str, str]) -> Settings:
         mongo_pool_size=env.integer("MONGO_POOL_SIZE", DEFAULTS.mongo_pool_size, 1, 1000),
         mongo_timeout_ms=env.integer("MONGO_TIMEOUT_MS", DEFAULTS.mongo_timeout_ms, 50, 60_000),
         mongo_write_concern=env.write_concern("MONGO_WRITE_CONCERN", DEFAULTS.mongo_write_concern),
+        mongo_read_preference=ReadPreference(
+            env.choice("MONGO_READ_PREFERENCE", [p.value for p in ReadPreference], DEFAULTS.mongo_read_preference)
+        ),
         mongo_journal=env.boolean("MONGO_JOURNAL", DEFAULTS.mongo_journal),
         redis_pool_size=env.integer("REDIS_POOL_SIZE", DEFAULTS.redis_pool_size, 1, 1000),
         redis_timeout_ms=env.integer("REDIS_TIMEOUT_MS", DEFAULTS.redis_timeout_ms, 10, 60_000),
