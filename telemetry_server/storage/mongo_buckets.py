@@ -43,7 +43,7 @@ from telemetry_server.storage.bucket_columns import (
     without,
 )
 from telemetry_server.storage.bucket_pages import PageMerge
-from telemetry_server.storage.mongo import Document, unavailable_when_unreachable
+from telemetry_server.storage.mongo import Document, insert_idempotent, unavailable_when_unreachable
 from telemetry_server.storage.mongo_series import SeriesKey, SeriesRegistry
 from telemetry_server.storage.series_index import Series
 
@@ -147,7 +147,7 @@ class MongoBucketStore:
             stored.append(Metric(id_, metric.name, metric.tags, metric.value, metric.timestamp))
         docs = [bucket_document(series, part) for series, slots in by_series.items() for part in seal(slots)]
         async with unavailable_when_unreachable("insert"):
-            await self._buckets.insert_many(docs, ordered=True)
+            await insert_idempotent(self._buckets, docs)
         return stored
 
     async def _take_seqs(self, count: int) -> range:
