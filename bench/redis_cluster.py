@@ -1,0 +1,139 @@
+"""The cost of a Redis Cluster: cached GET and single POST with standalone Redis against a Valkey cluster of
+3 primaries and 3 replicas, in one run on the same MongoDB-wire engine.
+
+    .venv/bin/python -m bench.redis_cluster [--duration 5] [--connections 32] [--workers 1] [--rounds 2]
+
+Scenarios (wrk, loopback): `get_cached`, the dashboard listings warmed, mostly answered by the worker's L1;
+`get_cached_l2`, the same with the L1 off (`L1_CACHE_TTL_MS=0`), so every answer is one Redis MGET, which is
+where a cluster client costs most; `post_single`, one metric per request (a Lua invalidation on Redis each).
+Each round runs every scenario on both deployments, alternating which goes first; the median of the rounds is
+reported, with the cluster's overhead in req/s and p99. Prints one JSON document; progress goes to stderr.
+"""
+
+from __future__ import annotations
+
+import argparse
+import http.client
+import statistics
+import sys
+import tempfile
+from datetime import timedelta
+from pathlib import Path
+from typing import Any
+
+import orjson
+
+from bench import workload
+from bench.faults import start_mongo, start_redis, start_server
+from bench.loadgen import Load, run_wrk
+from bench.processes import LOOPBACK, free_port, started_children, stop
+from telemetry_server import redis_engines
+
+SCENARIOS = ("get_cached", "get_cached_l2", "post_single")
+
+
+def warm(port: int) -> None:
+    connection = http.client.HTTPConnection(LOOPBACK, port, timeout=30)
+    try:
+        for _ in range(2):
+            for path in workload.cached_paths():
+                connection.request("GET", path)
+                connection.getresponse().read()
+    finally:
+        connection.close()
+
+
+def seed(port: int) -> None:
+    """A few hundred points, so that the dashboard listings have something to answer."""
+    points = workload.points(600, workload.now_utc(), timedelta(seconds=1), seed=7)
+    connection = http.client.HTTPConnection(LOOPBACK, port, timeout=30)
+    try:
+        for body in workload.json_batches(points, 200):
+            connection.request("POST", "/metrics", body, {"Content-Type": "application/json"})
+            answer = connection.getresponse()
+            answer.read()
+            if answer.status != 201:
+                raise RuntimeError(f"seeding: POST /metrics answered {answer.status}")
+    finally:
+        connection.close()
+
+
+def measure(
+    scenario: str, mongo_uri: str, redis_uri: str, args: argparse.Namespace, folder: Path, files: dict[str, Path]
+) -> dict[str, Any]:
+    settings = {"LOG_LEVEL": "warning"}
+    if scenario == "get_cached_l2":
+        settings["L1_CACHE_TTL_MS"] = "0"
+    server = start_server(mongo_uri, redis_uri, args.workers, folder, settings)
+    try:
+        if scenario == "post_single":
+            load = Load(
+                "post.lua", ("/metrics", "application/json", str(files["single"])), args.connections, 2, args.duration
+            )
+        else:
+            warm(server.port)
+            load = Load("get.lua", (str(files["cached"]),), args.connections, 2, args.duration)
+        result = run_wrk(server.url, load)
+    finally:
+        stop(server.child)
+    return {key: result[key] for key in ("rps", "p50_ms", "p99_ms", "non_2xx", "socket_errors")}
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--duration", type=float, default=5.0)
+    parser.add_argument("--connections", type=int, default=32)
+    parser.add_argument("--workers", type=int, default=1)
+    parser.add_argument("--rounds", type=int, default=2)
+    args = parser.parse_args(argv)
+
+    results: dict[str, dict[str, list[dict[str, Any]]]] = {s: {"standalone": [], "cluster": []} for s in SCENARIOS}
+    with tempfile.TemporaryDirectory(prefix="bench-redis-cluster-") as tmp, started_children() as children:
+        root = Path(tmp)
+        files = {
+            "cached": workload.write_records(root / "cached.paths", workload.cached_paths()),
+            "single": workload.write_records(
+                root / "single.json",
+                (orjson.dumps(p.to_json()) for p in workload.points(5000, workload.now_utc(), timedelta(0), 3, False)),
+            ),
+        }
+        mongo, mongo_uri = start_mongo(root)
+        children.append(mongo)
+        redis_port = free_port()
+        children.append(start_redis(redis_port, root))
+        cluster = redis_engines.start_cluster(root / "cluster")
+        try:
+            uris = {"standalone": f"redis://{LOOPBACK}:{redis_port}", "cluster": cluster.uri.split(",")[0]}
+            seeder = start_server(mongo_uri, uris["standalone"], 1, root / "seed", {})
+            seed(seeder.port)
+            stop(seeder.child)
+            for round_ in range(args.rounds):
+                order = ["standalone", "cluster"] if round_ % 2 == 0 else ["cluster", "standalone"]
+                for scenario in SCENARIOS:
+                    for deployment in order:
+                        print(f"round {round_ + 1}: {scenario} on {deployment}", file=sys.stderr, flush=True)
+                        folder = root / f"server-{round_}-{scenario}-{deployment}"
+                        measured = measure(scenario, mongo_uri, uris[deployment], args, folder, files)
+                        results[scenario][deployment].append(measured)
+        finally:
+            cluster.stop()
+
+    report: dict[str, Any] = {"settings": vars(args), "scenarios": {}}
+    for scenario, runs in results.items():
+        median = {
+            deployment: {key: statistics.median(run[key] for run in measured) for key in measured[0]}
+            for deployment, measured in runs.items()
+        }
+        standalone, cluster_ = median["standalone"], median["cluster"]
+        report["scenarios"][scenario] = {
+            **median,
+            "cluster_rps_change_pct": round((cluster_["rps"] / standalone["rps"] - 1) * 100, 1),
+            "cluster_p99_change_pct": round((cluster_["p99_ms"] / standalone["p99_ms"] - 1) * 100, 1),
+            "runs": runs,
+        }
+    print(orjson.dumps(report, option=orjson.OPT_INDENT_2).decode())
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
