@@ -166,6 +166,98 @@ def start_cluster(root: Path, primaries: int = 3, replicas_each: int = 1) -> Val
     return cluster
 
 
+SERVICE = "telemetry"  # the primary's name at the sentinels
+_DOWN_AFTER_MS = 1000  # how long the sentinels wait before they call a silent primary down (default 30 s)
+
+
+@dataclass
+class ValkeySentinels:
+    """One primary, its replicas, and the sentinels (a quorum of 2) that promote a replica when it dies."""
+
+    data_nodes: list[Node] = field(default_factory=list)
+    sentinels: list[Node] = field(default_factory=list)
+
+    @property
+    def uri(self) -> str:
+        return "redis+sentinel://" + ",".join(f"{engines.LOOPBACK}:{s.port}" for s in self.sentinels) + f"/{SERVICE}"
+
+    def primary(self) -> Node:
+        """The data node the sentinels name as primary now."""
+        for sentinel in self.sentinels:
+            if sentinel.engine is None:
+                continue
+            with contextlib.suppress(subprocess.SubprocessError, ValueError):
+                _, port = cli(sentinel.port, "SENTINEL", "GET-PRIMARY-ADDR-BY-NAME", SERVICE).split()
+                return next(node for node in self.data_nodes if node.port == int(port))
+        raise engines.EngineError("no sentinel names a primary")
+
+    def wait_for_new_primary(self, old: Node, seconds: float = _SETTLE_SECONDS) -> Node:
+        deadline = time.monotonic() + seconds
+        while time.monotonic() < deadline:
+            with contextlib.suppress(engines.EngineError):
+                primary = self.primary()
+                if primary is not old and "role:master" in cli(primary.port, "INFO", "REPLICATION"):
+                    return primary
+            time.sleep(0.1)
+        raise engines.EngineError("the sentinels promoted no replica")
+
+    def stop(self) -> None:
+        for node in reversed([*self.data_nodes, *self.sentinels]):
+            node.stop()
+
+
+def start_sentinels(root: Path, replicas: int = 1, sentinels: int = 3) -> ValkeySentinels:
+    deployment = ValkeySentinels()
+    try:
+        ports = free_ports(1 + replicas + sentinels, with_bus=False)
+        primary_port = ports[0]
+        for index, port in enumerate(ports[: 1 + replicas]):
+            folder = root / f"valkey-{port}"
+            folder.mkdir(parents=True, exist_ok=True)
+            command = [*engines.redis_command(port, folder)]
+            command[0] = _binary("valkey-server")
+            if index:
+                command += ["--replicaof", engines.LOOPBACK, str(primary_port)]
+            deployment.data_nodes.append(Node(port, folder, command))
+            deployment.data_nodes[-1].start()
+        for port in ports[1 + replicas :]:
+            folder = root / f"sentinel-{port}"
+            folder.mkdir(parents=True, exist_ok=True)
+            config = folder / "sentinel.conf"  # a sentinel rewrites its file as the deployment changes
+            config.write_text(
+                f"port {port}\nbind {engines.LOOPBACK}\ndir {folder}\n"
+                f"sentinel monitor {SERVICE} {engines.LOOPBACK} {primary_port} 2\n"
+                f"sentinel down-after-milliseconds {SERVICE} {_DOWN_AFTER_MS}\n"
+                f"sentinel failover-timeout {SERVICE} {_DOWN_AFTER_MS * 3}\n"
+            )
+            deployment.sentinels.append(Node(port, folder, [_binary("valkey-server"), str(config), "--sentinel"]))
+            deployment.sentinels[-1].start()
+        deadline = time.monotonic() + _SETTLE_SECONDS
+        while f"slaves={replicas},sentinels={sentinels}" not in _sentinel_view(deployment):
+            if time.monotonic() > deadline:
+                raise engines.EngineError("the sentinels did not see every replica and each other")
+            time.sleep(0.1)
+    except BaseException:
+        deployment.stop()
+        raise
+    return deployment
+
+
+def _sentinel_view(deployment: ValkeySentinels) -> str:
+    with contextlib.suppress(subprocess.SubprocessError):
+        return cli(deployment.sentinels[0].port, "INFO", "SENTINEL")
+    return ""
+
+
+@contextlib.contextmanager
+def valkey_sentinels(root: Path) -> Iterator[ValkeySentinels]:
+    deployment = start_sentinels(root)
+    try:
+        yield deployment
+    finally:
+        deployment.stop()
+
+
 @contextlib.contextmanager
 def valkey_cluster(root: Path) -> Iterator[ValkeyCluster]:
     cluster = start_cluster(root)

@@ -152,6 +152,7 @@ def test_a_killed_primary_loses_no_acknowledged_write_and_the_cache_recovers(
 
         assert wait_until(fresh_and_cached, RECOVERY_SECONDS), "the cache did not recover: stale or never cached"
         assert http.get("/readyz").json()["redis"] == "up"
+    server.stop()  # before the module's cluster goes
 
     print(f"kill -9 of the cache's primary: statuses {dict(load.statuses)}, {len(acknowledged)} acknowledged")
     assert count_stored(mongo_uri, "telemetry_server_test", acknowledged) == len(acknowledged)
