@@ -9,6 +9,7 @@ from __future__ import annotations
 import contextlib
 import os
 import signal
+import socket
 import subprocess
 import time
 from collections.abc import Iterator
@@ -57,8 +58,6 @@ def free_ports(count: int, *, with_bus: bool) -> list[int]:
 
 
 def _free(port: int) -> bool:
-    import socket
-
     with socket.socket() as sock:
         try:
             sock.bind((engines.LOOPBACK, port))
@@ -69,6 +68,8 @@ def _free(port: int) -> bool:
 
 @dataclass
 class Node:
+    """One Valkey process (a data node or a sentinel), started again on the same port and folder by `start`."""
+
     port: int
     folder: Path
     command: list[str]
