@@ -15,6 +15,7 @@ import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TypeVar
 
 from telemetry_server import engines
 
@@ -250,19 +251,13 @@ def _sentinel_view(deployment: ValkeySentinels) -> str:
     return ""
 
 
+Deployment = TypeVar("Deployment", ValkeyCluster, ValkeySentinels)
+
+
 @contextlib.contextmanager
-def valkey_sentinels(root: Path) -> Iterator[ValkeySentinels]:
-    deployment = start_sentinels(root)
+def running(deployment: Deployment) -> Iterator[Deployment]:
+    """The deployment, stopped whole on the way out."""
     try:
         yield deployment
     finally:
         deployment.stop()
-
-
-@contextlib.contextmanager
-def valkey_cluster(root: Path) -> Iterator[ValkeyCluster]:
-    cluster = start_cluster(root)
-    try:
-        yield cluster
-    finally:
-        cluster.stop()

@@ -26,7 +26,7 @@ RECOVERY_SECONDS = 30  # generous: recovery is asserted by what the server answe
 
 @pytest.fixture(scope="module")
 def cluster(work_dir: Path) -> Iterator[redis_engines.ValkeyCluster]:
-    with redis_engines.valkey_cluster(work_dir / "cluster") as started:
+    with redis_engines.running(redis_engines.start_cluster(work_dir / "cluster")) as started:
         yield started
 
 
@@ -119,31 +119,22 @@ def test_limits_stats_and_revocations_are_shared_across_the_cluster(cluster: red
     asyncio.run(scenario())
 
 
-def test_a_killed_primary_loses_no_acknowledged_write_and_the_cache_recovers(
-    cluster: redis_engines.ValkeyCluster,
-    server_factory: Callable[..., ServerProcess],
-    mongo_uri: str,
-    metric_name: str,
-) -> None:
-    """kill -9 of the primary holding the cache's slot under writes and reads: writes go on (201, or 503 while
-    the replica is promoted), every acknowledged one is stored, and the cache and the limiter come back by
-    themselves: listings fresh and cached again, Redis reported up."""
-    server = server_factory(REDIS_URI=cluster.uri.split(",")[0])
+def kill_under_load(server: ServerProcess, mongo_uri: str, metric_name: str, kill: Callable[[], None]) -> None:
+    """`kill` takes the Redis primary down (SIGKILL) and waits for a replica to be promoted, under writes and
+    reads: writes go on (201, or 503 at most), every acknowledged one is stored, and the cache and the limiter
+    come back by themselves: listings fresh and cached again, Redis reported up."""
     listing = {"name": metric_name, "limit": 1000}
     with httpx.Client(base_url=server.base_url, timeout=30) as http:
         assert http.post("/metrics", json={"name": metric_name, "value": -1}).status_code == 201
         http.get("/metrics", params=listing)
         assert http.get("/metrics", params=listing).headers["x-cache"] == "hit"
 
-        victim = cluster.primary_of(shared_slot("ts:test") + ":epoch")
         with Load(server.base_url, metric_name, threads=4, writes_per_second=100) as load:
             assert wait_until(lambda: len(load.acknowledged_so_far()) >= 50, 20), load.statuses
-            victim.kill()
+            kill()
             killed_at = len(load.acknowledged_so_far())
             assert wait_until(lambda: len(load.acknowledged_so_far()) >= killed_at + 100, 30), load.statuses
-            cluster.wait_healthy()
         acknowledged = [*load.acknowledged]
-        victim.start()  # back as a replica of the promoted one
 
         def fresh_and_cached() -> bool:
             answers = [http.get("/metrics", params=listing) for _ in range(4)]
@@ -152,9 +143,9 @@ def test_a_killed_primary_loses_no_acknowledged_write_and_the_cache_recovers(
 
         assert wait_until(fresh_and_cached, RECOVERY_SECONDS), "the cache did not recover: stale or never cached"
         assert http.get("/readyz").json()["redis"] == "up"
-    server.stop()  # before the module's cluster goes
+    server.stop()  # before its Redis goes
 
-    print(f"kill -9 of the cache's primary: statuses {dict(load.statuses)}, {len(acknowledged)} acknowledged")
+    print(f"kill -9 of the Redis primary: statuses {dict(load.statuses)}, {len(acknowledged)} acknowledged")
     assert count_stored(mongo_uri, "telemetry_server_test", acknowledged) == len(acknowledged)
     assert {status for (method, status) in load.statuses if method == "POST"} <= WRITE_STATUSES, load.statuses
     assert {status for (method, status) in load.statuses if method == "GET"} <= {200, 503}, load.statuses
@@ -162,3 +153,23 @@ def test_a_killed_primary_loses_no_acknowledged_write_and_the_cache_recovers(
     assert "dropped the whole Redis cache: a failover" in log, "no worker saw the failover: the test proves nothing"
     if "rate limits are per worker" in log:
         assert "rate limits are shared again" in log
+
+
+def test_a_killed_primary_loses_no_acknowledged_write_and_the_cache_recovers(
+    cluster: redis_engines.ValkeyCluster,
+    server_factory: Callable[..., ServerProcess],
+    mongo_uri: str,
+    metric_name: str,
+) -> None:
+    """The primary killed is the one holding the cache's slot; it comes back as a replica afterwards."""
+    server = server_factory(REDIS_URI=cluster.uri.split(",")[0])
+    victim = cluster.primary_of(shared_slot("ts:test") + ":epoch")
+
+    def kill() -> None:
+        victim.kill()
+        cluster.wait_healthy()
+
+    try:
+        kill_under_load(server, mongo_uri, metric_name, kill)
+    finally:
+        victim.start()
