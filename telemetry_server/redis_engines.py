@@ -122,9 +122,14 @@ class ValkeyCluster:
         raise engines.EngineError(f"no live primary serves {key!r}")
 
     def healthy(self) -> bool:
-        """Every live node sees every slot served."""
+        """Every live node sees every slot served, and every live replica has its primary's data: one that has
+        not finished its first sync refuses to take over (cluster-replica-validity-factor)."""
         try:
-            return all("cluster_state:ok" in cli(n.port, "CLUSTER", "INFO") for n in self.nodes if n.engine)
+            live = [node for node in self.nodes if node.engine]
+            if not all("cluster_state:ok" in cli(node.port, "CLUSTER", "INFO") for node in live):
+                return False
+            roles = [cli(node.port, "INFO", "REPLICATION") for node in live]
+            return all("role:master" in role or "master_link_status:up" in role for role in roles)
         except subprocess.SubprocessError:
             return False
 
@@ -134,6 +139,19 @@ class ValkeyCluster:
             if time.monotonic() > deadline:
                 raise engines.EngineError("the Valkey cluster did not settle")
             time.sleep(0.1)
+
+    def wait_for_new_primary(self, key: str, old: Node, seconds: float = _SETTLE_SECONDS) -> Node:
+        """Once `old` is dead: the replica promoted in its place, after every slot is served again. (The
+        cluster reports itself healthy until the node timeout has passed, and only then fails over.)"""
+        deadline = time.monotonic() + seconds
+        while time.monotonic() < deadline:
+            with contextlib.suppress(engines.EngineError):
+                primary = self.primary_of(key)
+                if primary is not old:
+                    self.wait_healthy(deadline - time.monotonic())
+                    return primary
+            time.sleep(0.1)
+        raise engines.EngineError(f"no replica took over from {old.port}")
 
     def stop(self) -> None:
         for node in reversed(self.nodes):

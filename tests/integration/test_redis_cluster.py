@@ -119,6 +119,40 @@ def test_limits_stats_and_revocations_are_shared_across_the_cluster(cluster: red
     asyncio.run(scenario())
 
 
+def test_the_l1_channel_follows_its_slot_to_the_promoted_replica(cluster: redis_engines.ValkeyCluster) -> None:
+    """The subscriber's node dies: the listener is told messages may have been missed, subscribes again on
+    the replica promoted in its place, and hears what is published there."""
+
+    async def scenario() -> None:
+        (client, subscriber), (other, other_subscriber) = clients(cluster, 2)
+        writer = RedisCache(client, subscriber, "ts:failovertest", 60, drop_after_outage=True)
+        reader = RedisCache(other, other_subscriber, "ts:failovertest", 60, drop_after_outage=True)
+        heard: list[list[str]] = []
+        states: list[bool] = []
+        listener = asyncio.create_task(reader.listen(lambda _, keys, __: heard.append(keys), states.append))
+        victim = cluster.primary_of(reader.channel)
+        try:
+            assert await eventually(lambda: states == [True])
+            victim.kill()
+            await asyncio.to_thread(cluster.wait_for_new_primary, reader.channel, victim)
+            assert await eventually(lambda: states[-2:] == [False, True], 30), states
+            # Until the writer's client has found the new primary its invalidations are held, then sent.
+            for _ in range(100):
+                await writer.invalidate(["n:after"])
+                if ["n:after"] in heard:
+                    break
+                await asyncio.sleep(0.1)
+            assert ["n:after"] in heard, (states, heard)
+        finally:
+            listener.cancel()
+            await asyncio.gather(listener, return_exceptions=True)
+            await writer.aclose()
+            await reader.aclose()
+            victim.start()  # back as a replica
+
+    asyncio.run(scenario())
+
+
 def kill_under_load(server: ServerProcess, mongo_uri: str, metric_name: str, kill: Callable[[], None]) -> None:
     """`kill` takes the Redis primary down (SIGKILL) and waits for a replica to be promoted, under writes and
     reads: writes go on (201, or 503 at most), every acknowledged one is stored, and the cache and the limiter
@@ -163,11 +197,12 @@ def test_a_killed_primary_loses_no_acknowledged_write_and_the_cache_recovers(
 ) -> None:
     """The primary killed is the one holding the cache's slot; it comes back as a replica afterwards."""
     server = server_factory(REDIS_URI=cluster.uri.split(",")[0])
-    victim = cluster.primary_of(shared_slot("ts:test") + ":epoch")
+    key = shared_slot("ts:test") + ":epoch"
+    victim = cluster.primary_of(key)
 
     def kill() -> None:
         victim.kill()
-        cluster.wait_healthy()
+        cluster.wait_for_new_primary(key, victim)
 
     try:
         kill_under_load(server, mongo_uri, metric_name, kill)
