@@ -36,18 +36,19 @@ def create_redis_client(settings: Settings, *, subscriber: bool = False) -> Redi
     read_timeout = None if subscriber else timeout
     connections = 4 if subscriber else settings.redis_pool_size  # a subscriber: a connection per channel followed
     target = parse_redis_uri(settings.redis_uri)
+    # How a cluster or Sentinel client connects to each Redis node it talks to.
+    per_node: dict[str, Any] = {
+        "username": target.username,
+        "password": target.password,
+        "ssl": target.tls,
+        "max_connections": connections,
+        "socket_timeout": read_timeout,
+        "socket_connect_timeout": timeout,
+    }
     if target.topology is RedisTopology.CLUSTER:
         # A pool per node, of `connections` each. Commands failing on a node that is gone make the client ask
         # the others where the slots are now (a replica promoted), and are tried again.
-        return RedisCluster(
-            startup_nodes=[ClusterNode(host, port) for host, port in target.nodes],
-            username=target.username,
-            password=target.password,
-            ssl=target.tls,
-            max_connections=connections,
-            socket_timeout=read_timeout,
-            socket_connect_timeout=timeout,
-        )
+        return RedisCluster(startup_nodes=[ClusterNode(host, port) for host, port in target.nodes], **per_node)
     if target.topology is RedisTopology.SENTINEL:
         assert target.service is not None
         # The sentinels are asked which node is the primary at each new connection, so after a failover too.
@@ -55,16 +56,7 @@ def create_redis_client(settings: Settings, *, subscriber: bool = False) -> Redi
             list(target.nodes),
             sentinel_kwargs={"socket_timeout": timeout, "socket_connect_timeout": timeout, "ssl": target.tls},
         )
-        primary: Redis = sentinels.master_for(
-            target.service,
-            db=target.db,
-            username=target.username,
-            password=target.password,
-            ssl=target.tls,
-            max_connections=connections,
-            socket_timeout=read_timeout,
-            socket_connect_timeout=timeout,
-        )
+        primary: Redis = sentinels.master_for(target.service, db=target.db, **per_node)
         return primary
     # A blocking pool: past REDIS_POOL_SIZE busy connections a command waits (up to the timeout) for one,
     # instead of failing with "Too many connections" and turning the cache off under load.
