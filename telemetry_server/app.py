@@ -15,7 +15,7 @@ from typing import Any, Protocol
 
 from telemetry_server.auth.guard import AccessGuard
 from telemetry_server.auth.policy import Access
-from telemetry_server.config import Settings
+from telemetry_server.config import RedisTopology, Settings, parse_redis_uri
 from telemetry_server.errors import StorageUnavailable
 from telemetry_server.http.problems import ProblemBody, problem_response
 from telemetry_server.http.request import Request
@@ -86,10 +86,17 @@ async def open_backends(settings: Settings, stats: Stats) -> Backends:
     from telemetry_server.storage.redis_stats import RedisStatsBoard
 
     namespace = f"ts:{settings.app_env}"
+    assert settings.redis_uri is not None
     redis = create_redis_client(settings)
     subscriber = create_redis_client(settings, subscriber=True)
     mongo = create_mongo_client(settings, stats.pool_wait_ms.observe)
-    store = MongoBucketStore(mongo, settings.database_name, settings.series_max, settings.retention)
+    store = MongoBucketStore(
+        mongo,
+        settings.database_name,
+        settings.series_max,
+        settings.retention,
+        listing_read_preference=settings.mongo_read_preference,
+    )
     return Backends(
         store=store,
         cache=RedisCache(
@@ -98,6 +105,7 @@ async def open_backends(settings: Settings, stats: Stats) -> Backends:
             namespace,
             settings.cache_ttl_seconds,
             settings.cache_backlog_max,
+            drop_after_outage=parse_redis_uri(settings.redis_uri).topology is not RedisTopology.STANDALONE,
         ),
         tokens=RedisTokenSource(redis, namespace, settings.rate_limit_per_second, settings.rate_limit_burst),
         board=RedisStatsBoard(redis, namespace),

@@ -9,7 +9,7 @@ from dataclasses import dataclass, field
 from datetime import timedelta
 from enum import StrEnum
 from pathlib import Path
-from urllib.parse import urlsplit
+from urllib.parse import unquote, urlsplit
 
 from dotenv import dotenv_values
 
@@ -35,6 +35,16 @@ class Environment(StrEnum):
         return self in (Environment.STAGING, Environment.PROD)
 
 
+class ReadPreference(StrEnum):
+    """Where listings read, as MONGO_READ_PREFERENCE spells it (any case); the names are pymongo's."""
+
+    PRIMARY = "primary"
+    PRIMARY_PREFERRED = "primarypreferred"
+    SECONDARY = "secondary"
+    SECONDARY_PREFERRED = "secondarypreferred"
+    NEAREST = "nearest"
+
+
 @dataclass(frozen=True)
 class Settings:
     environment: Environment = Environment.LOCAL
@@ -49,6 +59,8 @@ class Settings:
     # A write is acknowledged (201) only once a majority has it in its journal: see README, Reliability.
     mongo_write_concern: int | str = "majority"
     mongo_journal: bool = True
+    # Where listings and queries read (writes always go to the primary): see docs/scaling.md.
+    mongo_read_preference: ReadPreference = ReadPreference.PRIMARY
     redis_pool_size: int = 32
     redis_timeout_ms: int = 250
     cache_ttl_seconds: int = 60
@@ -118,10 +130,13 @@ def load_settings(environ: Mapping[str, str]) -> Settings:
         port=env.integer("PORT", DEFAULTS.port, 1, 65535),
         workers=env.integer("WORKERS", DEFAULTS.workers, 1, 64),
         mongo_uri=env.uri("MONGO_URI", ("mongodb", "mongodb+srv")),
-        redis_uri=env.uri("REDIS_URI", ("redis", "rediss", "unix")),
+        redis_uri=env.redis_uri("REDIS_URI"),
         mongo_pool_size=env.integer("MONGO_POOL_SIZE", DEFAULTS.mongo_pool_size, 1, 1000),
         mongo_timeout_ms=env.integer("MONGO_TIMEOUT_MS", DEFAULTS.mongo_timeout_ms, 50, 60_000),
         mongo_write_concern=env.write_concern("MONGO_WRITE_CONCERN", DEFAULTS.mongo_write_concern),
+        mongo_read_preference=ReadPreference(
+            env.choice("MONGO_READ_PREFERENCE", [p.value for p in ReadPreference], DEFAULTS.mongo_read_preference)
+        ),
         mongo_journal=env.boolean("MONGO_JOURNAL", DEFAULTS.mongo_journal),
         redis_pool_size=env.integer("REDIS_POOL_SIZE", DEFAULTS.redis_pool_size, 1, 1000),
         redis_timeout_ms=env.integer("REDIS_TIMEOUT_MS", DEFAULTS.redis_timeout_ms, 10, 60_000),
@@ -293,6 +308,16 @@ class _Reader:
             raise ConfigurationError(name, "the URI names no host")
         return raw
 
+    def redis_uri(self, name: str) -> str | None:
+        """A standalone Redis (`redis`, `rediss`, `unix`), a cluster or a Sentinel-managed primary (RedisTarget)."""
+        raw = self.uri(name, tuple(_REDIS_SCHEMES))
+        if raw is not None:
+            try:
+                parse_redis_uri(raw)
+            except ValueError as exc:
+                raise ConfigurationError(name, str(exc)) from None
+        return raw
+
     def duration(self, name: str) -> timedelta | None:
         """`30d`, `12h`, `2w` (models/time_range.py); unset, empty or `off` is None."""
         raw = self._get(name)
@@ -336,3 +361,89 @@ class _Reader:
                 name, "is not a key in this server's format (make one with `telemetry-server keys generate`)"
             )
         return raw
+
+
+# Redis deployments: REDIS_URI's scheme says which, so one variable names any of them.
+
+
+class RedisTopology(StrEnum):
+    STANDALONE = "standalone"
+    CLUSTER = "cluster"  # any node is enough: the client discovers the rest
+    SENTINEL = "sentinel"  # the sentinels name the primary of `service`, and name the next one after a failover
+
+
+_REDIS_SCHEMES = {
+    "redis": RedisTopology.STANDALONE,
+    "rediss": RedisTopology.STANDALONE,
+    "unix": RedisTopology.STANDALONE,
+    "redis+cluster": RedisTopology.CLUSTER,
+    "rediss+cluster": RedisTopology.CLUSTER,
+    "redis+sentinel": RedisTopology.SENTINEL,
+    "rediss+sentinel": RedisTopology.SENTINEL,
+}
+_DEFAULT_PORTS = {RedisTopology.CLUSTER: 6379, RedisTopology.SENTINEL: 26379}
+
+
+@dataclass(frozen=True, slots=True)
+class RedisTarget:
+    """What a cluster or Sentinel REDIS_URI names; a standalone one is handed to redis-py as it is."""
+
+    topology: RedisTopology
+    nodes: tuple[tuple[str, int], ...]  # the seed nodes of a cluster, or the sentinels
+    tls: bool = False
+    username: str | None = field(default=None, repr=False)
+    password: str | None = field(default=None, repr=False)
+    service: str | None = None  # the primary's name at the sentinels
+    db: int = 0
+
+
+def parse_redis_uri(uri: str) -> RedisTarget:
+    """`redis+cluster://[user:password@]host:port[,host:port...]` (`rediss+cluster` with TLS), or
+    `redis+sentinel://[user:password@]host:port[,host:port...]/service[/db]`; the credentials are those of the
+    Redis nodes. ValueError names what is wrong (never the password)."""
+    scheme, _, rest = uri.partition("://")
+    topology = _REDIS_SCHEMES.get(scheme)
+    if topology is None:
+        raise ValueError(f"scheme must be one of {', '.join(_REDIS_SCHEMES)}")
+    if topology is RedisTopology.STANDALONE:
+        return RedisTarget(topology, ())
+    if "?" in rest or "#" in rest:
+        raise ValueError("a cluster or sentinel URI takes no options: use the REDIS_* settings")
+    location, _, path = rest.partition("/")
+    credentials, _, hosts = location.rpartition("@")
+    username, password = _credentials(credentials)
+    nodes = tuple(_address(part, _DEFAULT_PORTS[topology]) for part in hosts.split(","))
+    segments = [segment for segment in path.split("/") if segment]
+    service, db = None, 0
+    if topology is RedisTopology.CLUSTER and segments:
+        raise ValueError("a cluster has no database or service to name after its nodes")
+    if topology is RedisTopology.SENTINEL:
+        if not segments or len(segments) > 2:
+            raise ValueError("a sentinel URI ends with the primary's name, e.g. redis+sentinel://host:26379/mymaster")
+        service = unquote(segments[0])
+        if len(segments) == 2:
+            if not segments[1].isdigit():
+                raise ValueError(f"database {segments[1][:20]!r} is not a number")
+            db = int(segments[1])
+    return RedisTarget(topology, nodes, scheme.startswith("rediss"), username, password, service, db)
+
+
+def _credentials(text: str) -> tuple[str | None, str | None]:
+    if not text:
+        return None, None
+    user, colon, password = text.partition(":")
+    return unquote(user) or None, unquote(password) if colon else None
+
+
+def _address(text: str, default_port: int) -> tuple[str, int]:
+    host, port = text, ""
+    if text.startswith("["):  # [IPv6]:port
+        host, _, after = text[1:].partition("]")
+        port = after.removeprefix(":")
+    elif ":" in text:
+        host, _, port = text.rpartition(":")
+    if not host:
+        raise ValueError(f"{text[:60]!r} names no host")
+    if port and not (port.isdigit() and 1 <= int(port) <= 65535):
+        raise ValueError(f"{text[:60]!r} has no valid port")
+    return host, int(port) if port else default_port

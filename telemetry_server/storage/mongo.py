@@ -9,7 +9,9 @@ from datetime import datetime
 from typing import Any
 
 import pymongo
+from bson import ObjectId
 from pymongo import AsyncMongoClient
+from pymongo.asynchronous.collection import AsyncCollection
 from pymongo.errors import (
     BulkWriteError,
     ConnectionFailure,
@@ -71,6 +73,9 @@ def create_mongo_client(
         # any w/journal given in MONGO_URI, so the durability promise is decided in one place.
         w=settings.mongo_write_concern,
         journal=settings.mongo_journal,
+        # pymongo's default, said here because inserts rely on it: a write cut off by a lost connection or a
+        # failover is sent once more, to the new primary (storage/mongo.py insert_idempotent).
+        retryWrites=True,
         event_listeners=[PoolWaitListener(observe_pool_wait_ms)] if observe_pool_wait_ms else [],
     )
 
@@ -128,6 +133,20 @@ def already_there(exc: BulkWriteError) -> list[int] | None:
     if details.get("writeConcernErrors") or any(error.get("code") != _DUPLICATE_KEY for error in errors):
         return None
     return [error["index"] for error in errors]
+
+
+async def insert_idempotent(collection: AsyncCollection[Document], docs: list[Document]) -> None:
+    """Insert `docs` so that a retry never stores one twice. Each carries its `_id` before the first attempt, so
+    a retry of the same documents (pymongo's retryable write after a lost connection or a failover, which a
+    server that kept no record of the first attempt runs again) meets the ones stored as duplicate keys, and
+    stores only the rest: a collection whose only unique index is `_id` reads them as already there."""
+    for doc in docs:
+        doc.setdefault("_id", ObjectId())
+    try:
+        await collection.insert_many(docs, ordered=False)
+    except BulkWriteError as exc:
+        if already_there(exc) is None:
+            raise
 
 
 _SHORTEST_LIMIT_SECONDS = 0.001  # pymongo.timeout(0) would mean no limit at all

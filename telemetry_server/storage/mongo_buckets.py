@@ -20,11 +20,13 @@ from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from typing import NamedTuple
 
+import pymongo
 from bson import ObjectId
 from pymongo import ASCENDING, DESCENDING, AsyncMongoClient, IndexModel
 from pymongo.asynchronous.command_cursor import AsyncCommandCursor
 from pymongo.errors import DuplicateKeyError
 
+from telemetry_server.config import ReadPreference
 from telemetry_server.errors import StorageUnavailable
 from telemetry_server.models.metric import Metric, MetricInput
 from telemetry_server.models.metric_query import MetricQuery, SortOrder
@@ -41,7 +43,7 @@ from telemetry_server.storage.bucket_columns import (
     without,
 )
 from telemetry_server.storage.bucket_pages import PageMerge
-from telemetry_server.storage.mongo import Document, unavailable_when_unreachable
+from telemetry_server.storage.mongo import Document, insert_idempotent, unavailable_when_unreachable
 from telemetry_server.storage.mongo_series import SeriesKey, SeriesRegistry
 from telemetry_server.storage.series_index import Series
 
@@ -98,6 +100,7 @@ class MongoBucketStore:
         max_series: int,
         retention: timedelta | None = None,
         clock: Callable[[], datetime] = utc_now,
+        listing_read_preference: ReadPreference = ReadPreference.PRIMARY,
     ) -> None:
         self._client = client
         self._retention = retention
@@ -105,6 +108,11 @@ class MongoBucketStore:
         db = client[database]
         self.registry = SeriesRegistry(db, max_series)
         self._buckets = db["buckets"]
+        # Listings alone may read from secondaries (MONGO_READ_PREFERENCE): an edit finds its point, and a write's
+        # series, on the primary, where the acknowledged write is.
+        self._listed = self._buckets.with_options(
+            read_preference=getattr(pymongo.ReadPreference, listing_read_preference.name)
+        )
         self._moved = db["moved"]
         self._legacy = db["legacy"]
         self._seqs: SeqCounter | None = None
@@ -142,7 +150,7 @@ class MongoBucketStore:
             stored.append(Metric(id_, metric.name, metric.tags, metric.value, metric.timestamp))
         docs = [bucket_document(series, part) for series, slots in by_series.items() for part in seal(slots)]
         async with unavailable_when_unreachable("insert"):
-            await self._buckets.insert_many(docs, ordered=True)
+            await insert_idempotent(self._buckets, docs)
         return stored
 
     async def _take_seqs(self, count: int) -> range:
@@ -182,14 +190,14 @@ class MongoBucketStore:
             order = -1 if query.order is SortOrder.DESC else 1
             pipeline = [{"$match": found}, {"$sort": {"end": order}}, {"$project": _LISTING_FIELDS}]
             first = _FIRST_BATCH if series is None else min(max(_FIRST_BATCH, len(series) + 1), _FIRST_BATCH_MAX)
-            cursor = await self._buckets.aggregate(pipeline, batchSize=first)
+            cursor = await self._listed.aggregate(pipeline, batchSize=first)
             try:
                 last_end = await self._feed(merge, cursor)
             finally:
                 await cursor.close()
             edge = merge.edge()
             if last_end is not None and edge is not None:  # sort=asc, page filled: the buckets overlapping it
-                overlapping = self._buckets.find(overlap_filter(found, last_end, edge), _LISTING_FIELDS)
+                overlapping = self._listed.find(overlap_filter(found, last_end, edge), _LISTING_FIELDS)
                 async with overlapping:
                     async for doc in overlapping:
                         await self._add(merge, doc)

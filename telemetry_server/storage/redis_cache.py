@@ -12,11 +12,16 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 import orjson
-from redis.asyncio import Redis
 
 from telemetry_server.errors import StorageUnavailable
 from telemetry_server.ports import UNCACHEABLE, Lookup
-from telemetry_server.storage.redis_client import follow_channel, unavailable_when_failing
+from telemetry_server.storage.redis_client import (
+    RedisClient,
+    follow_channel,
+    publish_command,
+    shared_slot,
+    unavailable_when_failing,
+)
 
 log = logging.getLogger("telemetry_server.cache")
 
@@ -24,11 +29,12 @@ log = logging.getLogger("telemetry_server.cache")
 _BACKOFF_SECONDS = 1.0
 
 # KEYS: the generation counters a write bumps (or the epoch), then the channel's message counter; ARGV: the
-# channel, the message for every worker's L1, and a random start for a counter that does not exist (never
+# channel, the message for every worker's L1, a random start for a counter that does not exist (never
 # set, or evicted): one created again at 1 would count up through values that entries stored under the
 # evicted one still carry. Each message goes out numbered, so that an L1 can tell which messages a write
 # had seen when it began (services/two_level_cache.py); the number is small (one a write), so Lua's
-# doubles hold it exactly, and a counter that is lost restarts at 1, below what any L1 has seen.
+# doubles hold it exactly, and a counter that is lost restarts at 1, below what any L1 has seen. ARGV[4]:
+# PUBLISH, or SPUBLISH on a cluster (storage/redis_client.py).
 # PERF: one command instead of a pipeline of one INCR per key: a group commit of 13 metrics touches ~50
 # keys, and redis-py spends its CPU per command encoded.
 _INVALIDATE = """
@@ -36,7 +42,7 @@ for i = 1, #KEYS - 1 do
   if redis.call('INCR', KEYS[i]) == 1 then redis.call('SET', KEYS[i], ARGV[3]) end
 end
 local number = redis.call('INCR', KEYS[#KEYS])
-redis.call('PUBLISH', ARGV[1], string.format('%d', number) .. ' ' .. ARGV[2])
+redis.call(ARGV[4], ARGV[1], string.format('%d', number) .. ' ' .. ARGV[2])
 return number
 """
 # Generation counters bumped per call of _INVALIDATE. A backlog of 120k keys sent as one call outlasted
@@ -67,14 +73,26 @@ class RedisCache:
     forgotten and the epoch is bumped instead, which drops every entry at once: an outage costs bounded
     memory and a recovery of bounded length, and once what was held is sent (or the epoch bumped), no worker
     serves an entry that those writes staled.
+
+    On a cluster every key and the channel share one hash slot (`shared_slot`), so that a read stays one MGET
+    and an invalidation one script: the cache lives on one shard, and the cluster gives it a replica to fail
+    over to. Replication is asynchronous, so a primary that dies may take with it bumps it had acknowledged;
+    with `drop_after_outage` (a cluster, a Sentinel-managed primary), a worker that saw Redis fail bumps the
+    epoch before it reads again, so a promoted replica serves no entry from before the failover.
     """
 
     def __init__(
-        self, client: Redis, subscriber: Redis, namespace: str, ttl_seconds: int, backlog_max: int = 10_000
+        self,
+        client: RedisClient,
+        subscriber: RedisClient,
+        namespace: str,
+        ttl_seconds: int,
+        backlog_max: int = 10_000,
+        *,
+        drop_after_outage: bool = False,
     ) -> None:
         self._client = client
         self._subscriber = subscriber
-        self._namespace = namespace
         self._ttl = ttl_seconds
         self._down_until = 0.0
         self._up = True  # as last seen: the outage and the recovery are each logged once
@@ -82,9 +100,13 @@ class RedisCache:
         self._held: set[str] = set()
         self._writes_past_backlog = 0  # writes whose keys were forgotten: the epoch must be bumped after them
         self._sending_held = False
-        self.channel = f"{namespace}:invalidate"
-        self._epoch_key = f"{namespace}:epoch"
-        self._number_key = f"{namespace}:messages"
+        self._drop_after_outage = drop_after_outage
+        self._must_drop = False  # a failure was seen: the epoch is bumped before anything else is read
+        self._prefix = shared_slot(namespace)
+        self.channel = f"{self._prefix}:invalidate"
+        self._epoch_key = f"{self._prefix}:epoch"
+        self._number_key = f"{self._prefix}:messages"
+        self._publish = publish_command(client)
         self._invalidate = client.register_script(_INVALIDATE)
 
     @property
@@ -92,11 +114,11 @@ class RedisCache:
         return time.monotonic() >= self._down_until
 
     def _generation_key(self, dependency: str) -> str:
-        return f"{self._namespace}:gen:{dependency}"
+        return f"{self._prefix}:gen:{dependency}"
 
     def _entry_key(self, query_key: str) -> str:
         digest = hashlib.blake2b(query_key.encode(), digest_size=16).hexdigest()
-        return f"{self._namespace}:q:{digest}"
+        return f"{self._prefix}:q:{digest}"
 
     async def lookup(self, dependency: str, query_key: str) -> Lookup:
         if self._ttl == 0 or not await self._ready():
@@ -203,7 +225,7 @@ class RedisCache:
         entry is served that a write this worker acknowledged has staled."""
         if not self._available:
             return False
-        if not self._held and not self._writes_past_backlog:
+        if not self._held and not self._writes_past_backlog and not self._must_drop:
             return True
         if self._sending_held:
             return False  # another request is sending it: this one reads from MongoDB meanwhile
@@ -233,12 +255,15 @@ class RedisCache:
             self._writes_past_backlog = 1
 
     async def _send_held(self) -> None:
+        if self._must_drop:
+            async with unavailable_when_failing("dropping the cache after an outage"):
+                await self._invalidate(keys=[self._epoch_key, self._number_key], args=self._arguments(_DROP_ALL))
+            self._must_drop = False
+            log.warning("dropped the whole Redis cache: a failover may have lost invalidations it acknowledged")
         if self._writes_past_backlog:
             covered = self._writes_past_backlog
             async with unavailable_when_failing("dropping the cache"):
-                await self._invalidate(
-                    keys=[self._epoch_key, self._number_key], args=[self.channel, _DROP_ALL, _random_start()]
-                )
+                await self._invalidate(keys=[self._epoch_key, self._number_key], args=self._arguments(_DROP_ALL))
             self._writes_past_backlog -= covered  # writes held meanwhile need another bump
             log.warning("dropped the whole Redis cache: more invalidations were waiting than CACHE_BACKLOG_MAX")
         while self._held:
@@ -257,15 +282,19 @@ class RedisCache:
                 message += b"\n" + note
             async with unavailable_when_failing("invalidate"):
                 await self._invalidate(
-                    keys=[*(self._generation_key(d) for d in chunk), self._number_key],
-                    args=[self.channel, message, _random_start()],
+                    keys=[*(self._generation_key(d) for d in chunk), self._number_key], args=self._arguments(message)
                 )
+
+    def _arguments(self, message: bytes) -> list[bytes | str]:
+        return [self.channel, message, _random_start(), self._publish]
 
     def _failed(self, exc: StorageUnavailable) -> None:
         # Every worker retries each second while Redis is down: only the change of state is worth a line.
         if self._up:
             log.warning("%s; serving from MongoDB, uncached, until it answers", exc.detail)
             self._up = False
+        if self._drop_after_outage:
+            self._must_drop = True
         self._down_until = time.monotonic() + _BACKOFF_SECONDS
 
     def _answered(self) -> None:

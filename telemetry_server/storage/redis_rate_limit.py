@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-from redis.asyncio import Redis
-
-from telemetry_server.storage.redis_client import unavailable_when_failing
+from telemetry_server.storage.redis_client import RedisClient, unavailable_when_failing
 
 # KEYS[1]: the bucket. ARGV: rate per second, burst, tokens wanted. Returns {granted, tokens left}.
 # Redis's own clock is used, so instances with skewed clocks share one notion of time. A bucket that is not
 # there counts as full: it expires once idle long enough to have refilled, and under allkeys-lru eviction
 # takes the least recently used keys, not the bucket of a client being limited (touched at every lease).
+# One key a call: on a cluster the buckets of different clients spread over the shards.
 _TAKE = """
 local rate, burst, want = tonumber(ARGV[1]), tonumber(ARGV[2]), tonumber(ARGV[3])
 local t = redis.call('TIME')
@@ -27,7 +26,7 @@ return {granted, math.floor(tokens)}
 
 
 class RedisTokenSource:
-    def __init__(self, client: Redis, namespace: str, per_second: int, burst: int) -> None:
+    def __init__(self, client: RedisClient, namespace: str, per_second: int, burst: int) -> None:
         self._script = client.register_script(_TAKE)
         self._namespace = namespace
         self._rate = per_second

@@ -6,16 +6,15 @@ import time
 from typing import Any
 
 import orjson
-from redis.asyncio import Redis
 
-from telemetry_server.storage.redis_client import unavailable_when_failing
+from telemetry_server.storage.redis_client import RedisClient, unavailable_when_failing
 
 # A worker that has not posted for this long is gone (stopped, or restarted under another id).
 _STALE_SECONDS = 15
 
 
 class RedisStatsBoard:
-    def __init__(self, client: Redis, namespace: str) -> None:
+    def __init__(self, client: RedisClient, namespace: str) -> None:
         self._client = client
         self._key = f"{namespace}:stats"
 

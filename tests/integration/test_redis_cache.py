@@ -80,7 +80,7 @@ def test_held_invalidations_are_sent_in_chunks_when_redis_answers(
         async with redis_cache(redis, backlog_max=10_000) as cache:
             await cache_a_listing(cache)
             # Counters start at a random value (so that an evicted one never repeats): compare with before.
-            (epoch_before,) = await read_keys(redis, ["ts:cachetest:epoch"])
+            (epoch_before,) = await read_keys(redis, ["{ts:cachetest}:epoch"])
             written = [DEPENDENCY, *(f"n:cpu|t:host:{i}" for i in range(2_500))]
             await hold_while_hung(redis, cache, written)
 
@@ -88,9 +88,9 @@ def test_held_invalidations_are_sent_in_chunks_when_redis_answers(
             after = await cache.lookup(DEPENDENCY, LISTING)
             assert after.generation != b""
             assert after.value is None
-            counters = await read_keys(redis, [f"ts:cachetest:gen:{d}" for d in written])
+            counters = await read_keys(redis, [f"{{ts:cachetest}}:gen:{d}" for d in written])
             assert None not in counters, "a held key was not sent"
-            assert await read_keys(redis, ["ts:cachetest:epoch"]) == [epoch_before], "the cache was dropped"
+            assert await read_keys(redis, ["{ts:cachetest}:epoch"]) == [epoch_before], "the cache was dropped"
 
     asyncio.run(scenario())
 
@@ -103,7 +103,7 @@ def test_past_the_bound_the_whole_cache_is_dropped_instead(redis_factory: Callab
             await cache_a_listing(cache)
             other = "listing?name=mem"
             await cache.store(other, await cache.lookup("n:mem", other), b"other body")
-            watched = ["ts:cachetest:epoch", f"ts:cachetest:gen:{DEPENDENCY}"]
+            watched = ["{ts:cachetest}:epoch", f"{{ts:cachetest}}:gen:{DEPENDENCY}"]
             epoch_before, generation_before = await read_keys(redis, watched)
             assert epoch_before is not None
             assert generation_before is not None

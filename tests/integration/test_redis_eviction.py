@@ -14,6 +14,7 @@ from redis.asyncio import Redis
 
 from telemetry_server import engines
 from telemetry_server.storage.redis_cache import RedisCache
+from telemetry_server.storage.redis_client import shared_slot
 from telemetry_server.storage.redis_rate_limit import RedisTokenSource
 from tests.integration.conftest import ServerProcess
 
@@ -57,8 +58,9 @@ async def evicted_keys(client: Redis) -> int:
 async def drop_generations(client: Redis, namespace: str) -> int:
     """Remove every generation counter and the epoch, as eviction may: the cache must not be fooled by one
     created again."""
-    keys = [key async for key in client.scan_iter(match=f"{namespace}:gen:*", count=1000)]
-    keys += [key async for key in client.scan_iter(match=f"{namespace}:epoch", count=1000)]
+    prefix = shared_slot(namespace)  # the cache's keys share one cluster slot
+    keys = [key async for key in client.scan_iter(match=f"{prefix}:gen:*", count=1000)]
+    keys += [key async for key in client.scan_iter(match=f"{prefix}:epoch", count=1000)]
     if keys:
         await client.delete(*keys)
     return len(keys)
