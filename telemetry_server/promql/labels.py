@@ -14,11 +14,7 @@ The rule (docs/promql.md, "The data model"):
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping, Sequence
-
-import re2
-
-from telemetry_server.promql.source import Matcher
+from collections.abc import Sequence
 
 NAME_LABEL = "__name__"
 BARE_TAG_PREFIX = "__tag_"
@@ -26,18 +22,11 @@ BARE_TAG_VALUE = "true"
 ESCAPE_PREFIX = "U__"
 # Several tags of one key on a series (tags are free text in the JSON API): one label holds their values.
 REPEATED_KEY_SEPARATOR = ","
-# A regex is compiled by RE2 (linear time: no pattern can stall a worker) within this much program memory.
-REGEX_MAX_MEMORY = 8 << 20
-REGEX_MAX_LENGTH = 4096
 
 _LETTERS = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ_")
 _DIGITS = frozenset("0123456789")
 _LABEL_CHARS = _LETTERS | _DIGITS
 _METRIC_CHARS = _LABEL_CHARS | {":"}
-
-
-class RegexRefused(ValueError):
-    """A matcher's regex that RE2 does not compile, or past the size bound; the message says why."""
 
 
 def _valid(text: str, chars: frozenset[str]) -> bool:
@@ -150,32 +139,3 @@ def series_labels(name: str, tags: Sequence[str]) -> dict[str, str]:
     for label, values in repeated.items():
         labels[label] = REPEATED_KEY_SEPARATOR.join(values)
     return labels
-
-
-LabelTest = Callable[[str], bool]
-
-
-def value_test(matcher: Matcher) -> LabelTest:
-    """A predicate on a label's value (an absent label's value is ""), as Prometheus matches it: regexes are
-    fully anchored. RegexRefused for a regex RE2 does not compile or past the size bounds."""
-    op, expected = matcher.op, matcher.value
-    if op == "=":
-        return expected.__eq__
-    if op == "!=":
-        return expected.__ne__
-    if len(expected) > REGEX_MAX_LENGTH:
-        raise RegexRefused(f"the regex of {matcher.name} is longer than {REGEX_MAX_LENGTH} characters")
-    options = re2.Options()
-    options.max_mem = REGEX_MAX_MEMORY
-    options.log_errors = False
-    try:
-        pattern = re2.compile(f"^(?:{expected})$", options)
-    except re2.error as exc:
-        raise RegexRefused(f"the regex {expected[:60]!r} of {matcher.name} is not valid: {exc}") from None
-    if op == "=~":
-        return lambda value: pattern.match(value) is not None
-    return lambda value: pattern.match(value) is None
-
-
-def matches_all(labels: Mapping[str, str], tests: Sequence[tuple[str, LabelTest]]) -> bool:
-    return all(test(labels.get(name, "")) for name, test in tests)
