@@ -91,17 +91,18 @@ _QUERY_RANGE = _operation(
         text_param("timeout", "A duration; at most PROMQL_TIMEOUT."),
     ],
 )
+_LIMIT = text_param("limit", "At most this many items (0: all).")
 _LABELS = _operation(
-    "Label names of the series matching any `match[]` (of every series without).", [_MATCH, _START, _END]
+    "Label names of the series matching any `match[]` (of every series without).", [_MATCH, _START, _END, _LIMIT]
 )
 _LABEL_VALUES = _operation(
     "Values of one label among the series matching any `match[]`.",
-    [{"name": "name", "in": "path", "required": True, "schema": {"type": "string"}}, _MATCH, _START, _END],
+    [{"name": "name", "in": "path", "required": True, "schema": {"type": "string"}}, _MATCH, _START, _END, _LIMIT],
 )
-_SERIES = _operation("Label sets of the series matching any `match[]` (at least one).", [_MATCH, _START, _END])
+_SERIES = _operation("Label sets of the series matching any `match[]` (at least one).", [_MATCH, _START, _END, _LIMIT])
 _METADATA = _operation(
     "Every metric name, of type `unknown` (our metrics carry no type, help or unit).",
-    [text_param("metric", "One name."), text_param("limit", "At most this many names.")],
+    [text_param("metric", "One name."), _LIMIT],
 )
 _BUILDINFO = _operation("The Prometheus release this API answers as (clients choose their calls by it).", [])
 _EXEMPLARS = _operation("Exemplars: none are stored, so always an empty list.", [text_param("query", "Ignored.")])
@@ -130,22 +131,20 @@ class PrometheusResource:
 
     async def labels(self, request: Request) -> Response:
         params = await _params(request)
-        return _ok(await self._prometheus.label_names(params.get("match[]", [])))
+        return _ok(await self._prometheus.label_names(params.get("match[]", []), _limit(params)))
 
     async def label_values(self, request: Request) -> Response:
         params = await _params(request)
-        return _ok(await self._prometheus.label_values(request.params["name"], params.get("match[]", [])))
+        name = request.params["name"]
+        return _ok(await self._prometheus.label_values(name, params.get("match[]", []), _limit(params)))
 
     async def series(self, request: Request) -> Response:
         params = await _params(request)
-        return _ok(await self._prometheus.series(params.get("match[]", [])))
+        return _ok(await self._prometheus.series(params.get("match[]", []), _limit(params)))
 
     async def metadata(self, request: Request) -> Response:
         params = await _params(request)
-        limit = _one(params, "limit")
-        if limit is not None and not limit.lstrip("-").isdigit():
-            raise BadRequest(f"invalid parameter 'limit': {excerpt(limit)!r} is not an integer")
-        return _ok(await self._prometheus.metadata(_one(params, "metric"), None if limit is None else int(limit)))
+        return _ok(await self._prometheus.metadata(_one(params, "metric"), _limit(params)))
 
     async def buildinfo(self, request: Request) -> Response:
         return _ok(BUILD_INFO)
@@ -233,6 +232,16 @@ def _required(params: dict[str, list[str]], name: str) -> str:
     if not value:
         raise BadRequest(f"invalid parameter {name!r}: missing or empty")
     return value
+
+
+def _limit(params: dict[str, list[str]]) -> int | None:
+    """`limit`: at most this many items; 0 or absent, all (as Prometheus reads it)."""
+    text = _one(params, "limit")
+    if not text:
+        return None
+    if not text.isdigit():
+        raise BadRequest(f"invalid parameter 'limit': {excerpt(text)!r} is not a non-negative integer")
+    return int(text) or None
 
 
 def _timeout(params: dict[str, list[str]]) -> float | None:

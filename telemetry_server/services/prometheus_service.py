@@ -162,25 +162,23 @@ class PrometheusService:
             self._learned.clear()
         self._learned[text] = dependency
 
-    async def label_names(self, match: Sequence[str]) -> bytes:
-        return envelope(await self._store.label_names(parse_selectors(match)))
+    async def label_names(self, match: Sequence[str], limit: int | None = None) -> bytes:
+        return envelope((await self._store.label_names(parse_selectors(match)))[:limit])
 
-    async def label_values(self, label: str, match: Sequence[str]) -> bytes:
-        return envelope(await self._store.label_values(label, parse_selectors(match)))
+    async def label_values(self, label: str, match: Sequence[str], limit: int | None = None) -> bytes:
+        return envelope((await self._store.label_values(label, parse_selectors(match)))[:limit])
 
-    async def series(self, match: Sequence[str]) -> bytes:
+    async def series(self, match: Sequence[str], limit: int | None = None) -> bytes:
         if not match:
             raise BadData("no match[] parameter provided")
-        return envelope(await self._store.series(parse_selectors(match)))
+        return envelope((await self._store.series(parse_selectors(match)))[:limit])
 
-    async def metadata(self, metric: str | None, limit: int | None) -> bytes:
+    async def metadata(self, metric: str | None, limit: int | None = None) -> bytes:
         """Every name, of type `unknown`: our metrics carry no type, help or unit."""
         names = await self._store.label_values(NAME_LABEL, ())
         if metric is not None:
             names = [name for name in names if name == metric]
-        if limit is not None and limit >= 0:
-            names = names[:limit]
-        return envelope({name: [{"type": "unknown", "help": "", "unit": ""}] for name in names})
+        return envelope({name: [{"type": "unknown", "help": "", "unit": ""}] for name in names[:limit]})
 
 
 def envelope(data: Any, warnings: Sequence[str] = ()) -> bytes:

@@ -106,6 +106,7 @@ def test_labels_label_values_and_series_answer_from_the_index(client: httpx.Clie
     match = {"match[]": seeded.counter}
     assert success(client.get("/api/v1/labels", params=match)) == ["__name__", "env", "host"]
     assert success(client.get("/api/v1/label/host/values", params=match)) == ["a", "b"]
+    assert success(client.get("/api/v1/label/host/values", params={**match, "limit": "1"})) == ["a"]
     names = success(client.get("/api/v1/label/__name__/values"))
     assert seeded.counter in names
     assert seeded.gauge_label in names
@@ -136,6 +137,7 @@ def test_metadata_lists_names_as_unknown(client: httpx.Client, seeded: Seeded) -
         ("/api/v1/series", {"match[]": "rate(up[5m])"}, 400, "bad_data"),
         ("/api/v1/labels", {"match[]": '{job=""}'}, 400, "bad_data"),
         ("/api/v1/metadata", {"limit": "many"}, 400, "bad_data"),
+        ("/api/v1/labels", {"limit": "-1"}, 400, "bad_data"),
     ],
 )
 def test_bad_parameters_are_bad_data_in_prometheus_envelope(
