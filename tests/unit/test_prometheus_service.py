@@ -68,8 +68,14 @@ def columns(points: list[tuple[int, int, float]]) -> Columns:
 def test_samples_merge_buckets_in_time_order_and_keep_the_last_write_of_a_millisecond() -> None:
     first = columns([(10, 1, 1.0), (30, 2, 3.0)])
     second = columns([(20, 5, 2.0), (30, 7, 33.0), (40, 8, 4.0)])
-    assert samples([first, second]) == ([10, 20, 30, 40], [1.0, 2.0, 33.0, 4.0])
-    assert samples([columns([(5, 1, 1.0), (5, 2, 2.0)])]) == ([5], [2.0])
+    assert as_lists(samples([first, second])) == ([10, 20, 30, 40], [1.0, 2.0, 33.0, 4.0])
+    assert as_lists(samples([columns([(5, 1, 1.0), (5, 2, 2.0)])])) == ([5], [2.0])
+    later = columns([(50, 9, 5.0), (60, 10, 6.0)])
+    assert as_lists(samples([later, first])) == ([10, 30, 50, 60], [1.0, 3.0, 5.0, 6.0])  # disjoint: joined
+
+
+def as_lists(found: tuple[Sequence[int], Sequence[float]]) -> tuple[list[int], list[float]]:
+    return list(found[0]), list(found[1])
 
 
 @pytest.mark.parametrize(
