@@ -129,9 +129,11 @@ def test_one_to_one_matching_refuses_many_matches() -> None:
 
 
 def test_a_function_that_makes_two_series_alike_is_an_execution_error() -> None:
-    data = [series("a", [(0, 1.0)]), series("b", [(0, 1.0)])]
+    data = [series("a", [(0, 1.0), (1, 2.0)]), series("b", [(0, 1.0), (1, 2.0)])]
     with pytest.raises(Execution, match="same labelset"):
         instant('abs({__name__=~"a|b"})', 0, *data)
+    with pytest.raises(Execution, match="same labelset"):
+        instant('rate({__name__=~"a|b"}[5m])', 1, *data)
 
 
 def test_limits_on_series_points_and_time() -> None:
