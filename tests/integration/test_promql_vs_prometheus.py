@@ -147,7 +147,10 @@ QUERIES = [
     "node_temp + on(dc) node_temp",
     "sum by (dc) (node_temp) * on(dc) group_left node_temp",
     'label_replace(node_temp, "host", "x", "host", ".*")',
-    'abs({__name__=~"node_temp|build_info", host="h1"})',
+    'abs({__name__=~"node_temp|node_humidity", host="h1"})',
+    'rate({__name__=~"node_temp|node_humidity", host="h1"}[5m])',
+    "node_temp / ignoring(dc) node_humidity",
+    'sum by (__name__) ({__name__=~"node_.*"})',
 ]
 
 
@@ -178,6 +181,8 @@ def make_data() -> DataSet:
             level += rng.uniform(-0.8, 0.8)
             temps.append(round(level, 2))
         series.append(RawSeries({"__name__": "node_temp", "host": host, "dc": dc}, times, temps))
+        humidity = [round(50 + 10 * math.sin(i / 40 + index), 3) for i in range(len(times))]
+        series.append(RawSeries({"__name__": "node_humidity", "host": host, "dc": dc}, times, humidity))
         series.append(RawSeries({"__name__": "build_info", "host": host, "version": str(index % 2 + 1)}, times,
                                 [1.0] * len(times)))  # fmt: skip
         for code in ("200", "500"):
@@ -302,6 +307,8 @@ def _difference(theirs: dict[str, Any], ours: dict[str, Any]) -> str | None:
     def by_labels(result: list[dict[str, Any]]) -> dict[tuple[tuple[str, str], ...], list[Any]]:
         return {tuple(sorted(r["metric"].items())): [r[key]] if key == "value" else r[key] for r in result}
 
+    if len(a["result"]) != len(b["result"]):
+        return f"{len(a['result'])} series vs ours {len(b['result'])}"
     mine, reference = by_labels(b["result"]), by_labels(a["result"])
     if mine.keys() != reference.keys():
         return f"series {sorted(reference)} vs ours {sorted(mine)}"
