@@ -266,7 +266,23 @@ def _cases() -> list[tuple[str, dict[str, str]]]:
             for start, end, step in RANGES:
                 params = {"query": query, "start": str(start / 1000), "end": str(end / 1000), "step": str(step / 1000)}
                 cases.append((query, params))
-    return cases
+    return cases + _edge_cases()
+
+
+def _edge_cases() -> list[tuple[str, dict[str, str]]]:
+    """Instants exactly on the lookback's and a range window's edge (both ends included in Prometheus 2.x)."""
+    data = make_data().series
+    sparse_end = next(s for s in data if s.labels["__name__"] == "sparse_gauge").timestamps[-1]
+    temp_sample = next(s for s in data if s.labels["__name__"] == "node_temp").timestamps[100]
+    edges = [
+        ("sparse_gauge", sparse_end + 300_000),
+        ("sparse_gauge", sparse_end + 300_001),
+        ("count_over_time(node_temp[1m])", temp_sample + 60_000),
+        ("count_over_time(node_temp[1m])", temp_sample + 59_999),
+        ("rate(http_requests_total[1m])", temp_sample + 60_000),
+        ("node_temp offset -5m", temp_sample),
+    ]
+    return [(query, {"query": query, "time": f"{t // 1000}.{t % 1000:03d}"}) for query, t in edges]
 
 
 async def _ours(source: MemorySeriesSource, params: dict[str, str]) -> dict[str, Any]:
