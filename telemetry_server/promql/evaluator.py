@@ -193,7 +193,7 @@ class Evaluator:
             value = fold(window)
             if value is not None:
                 out.append((window.labels if keep_name else without_name(window.labels), value))
-        return out
+        return out if keep_name else _unique(out)
 
     def _rate(self, arg: ast.Expr, t: int, counter: bool, per_second: bool) -> Vector:
         if not isinstance(arg, ast.MatrixSelector):

@@ -71,11 +71,12 @@ def go_round(value: float, to_nearest: float) -> float:
 
 
 def go_ceil(value: float) -> float:
-    return float(math.ceil(value)) if math.isfinite(value) else value
+    # Python's ceil answers an int, which has no -0; Go's ceil(-0.5) is -0, and count_values shows it.
+    return math.copysign(float(math.ceil(value)), value) if math.isfinite(value) else value
 
 
 def go_floor(value: float) -> float:
-    return float(math.floor(value)) if math.isfinite(value) else value
+    return math.copysign(float(math.floor(value)), value) if math.isfinite(value) else value
 
 
 def quantile(q: float, values: Sequence[float]) -> float:
