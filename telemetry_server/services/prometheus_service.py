@@ -2,12 +2,13 @@
 the label APIs from the series index. Answers are the JSON of Prometheus' `data`, wrapped in its envelope.
 
 Query answers are cached like the other reads (services/cache_dependency.py): under the dependency of the
-metric name every selector of the query named, learned from the query's first run (a query's selectors are
-fixed by its text), or of any name. A write to a series the query can read drops the answer everywhere.
+metric name every selector of the query names (read from its parse), or of any name. A write to a series the
+query can read drops the answer everywhere.
 """
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
@@ -17,7 +18,8 @@ import orjson
 from telemetry_server.ports import QueryCache
 from telemetry_server.promql.ast import VectorSelector
 from telemetry_server.promql.engine import QueryLimits, QueryResult, instant_query, range_query
-from telemetry_server.promql.errors import BadData
+from telemetry_server.promql.errors import BadData, PromQLError
+from telemetry_server.promql.evaluator import selector_windows
 from telemetry_server.promql.labels import NAME_LABEL, our_name
 from telemetry_server.promql.parse import parse_query
 from telemetry_server.promql.source import Matcher, RawSeries
@@ -40,8 +42,8 @@ BUILD_INFO = orjson.dumps(
         },
     }
 )
-# Query texts whose dependency was learned, remembered up to this many (then forgotten and learned again).
-MAX_LEARNED = 10_000
+# PERF: a query's dependency comes from its parse (tens of µs); dashboards repeat a few hundred texts.
+DEPENDENCIES_REMEMBERED = 10_000
 
 
 class PrometheusSeries(Protocol):
@@ -82,30 +84,21 @@ class RangeQuery:
 
 
 class _QuerySource:
-    """The SeriesSource of one query: the store within the query's limits and time, and the names it read."""
+    """The SeriesSource of one query: the store within the query's limits and time."""
 
     def __init__(self, store: PrometheusSeries, limits: QueryLimits, budget: TimeBudget) -> None:
         self._store = store
         self._limits = limits
         self._budget = budget
         self._points = 0
-        self.names: set[str | None] = set()
 
     async def select(self, matchers: Sequence[Matcher], start_ms: int, end_ms: int) -> list[RawSeries]:
-        named = [m.value for m in matchers if m.name == NAME_LABEL and m.op == "=" and m.value]
-        self.names.add(our_name(named[0]) if len(named) == 1 else None)
         limits = self._limits
         found = await self._store.select(
             matchers, start_ms, end_ms, limits.max_series, limits.max_points - self._points, self._budget.left()
         )
         self._points += sum(len(series.timestamps) for series in found)
         return found
-
-    def dependency(self) -> str:
-        """What the answer depends on: the one name every selector named, else any name."""
-        if len(self.names) == 1 and None not in self.names:
-            return read_dependency(next(iter(self.names)), ())
-        return ANY_NAME
 
 
 class PrometheusService:
@@ -124,43 +117,34 @@ class PrometheusService:
         # Slots shared with the other heavy reads, so that a burst of dashboards cannot hold the pool writes need.
         self._bulkhead = bulkhead
         self._flights: SingleFlight[bytes] = SingleFlight()
-        self._learned: dict[str, str] = {}
 
     async def query(self, query: InstantQuery | RangeQuery, timeout_s: float | None) -> bytes:
         """The success envelope of a query's answer, as JSON (cached)."""
         key = query.cache_key()
-        lookup = await self._cache.lookup(self._learned.get(query.text, ANY_NAME), key)
+        lookup = await self._cache.lookup(query_dependency(query.text), key)
         if lookup.value is not None:
             return lookup.value
 
         async def compute() -> bytes:
-            result, dependency = await self._evaluate(query, timeout_s)
+            result = await self._evaluate(query, timeout_s)
             body = envelope({"resultType": result.result_type, "result": result.result}, result.warnings)
-            await self._cache.store(key, lookup, body)  # under any name on a first run: wider, still exact
-            self._learn(query.text, dependency)
+            await self._cache.store(key, lookup, body)
             return body
 
         return await self._flights.do(key, compute)
 
-    async def _evaluate(self, query: InstantQuery | RangeQuery, timeout_s: float | None) -> tuple[QueryResult, str]:
+    async def _evaluate(self, query: InstantQuery | RangeQuery, timeout_s: float | None) -> QueryResult:
         limits = self._limits
 
-        async def run(budget: TimeBudget) -> tuple[QueryResult, str]:
+        async def run(budget: TimeBudget) -> QueryResult:
             left = budget.left() if timeout_s is None else min(budget.left(), timeout_s)
             bounded = QueryLimits(limits.max_series, limits.max_points, left)
             source = _QuerySource(self._store, bounded, budget)
             if isinstance(query, InstantQuery):
-                result = await instant_query(query.text, query.time_ms, source, bounded)
-            else:
-                result = await range_query(query.text, query.start_ms, query.end_ms, query.step_ms, source, bounded)
-            return result, source.dependency()
+                return await instant_query(query.text, query.time_ms, source, bounded)
+            return await range_query(query.text, query.start_ms, query.end_ms, query.step_ms, source, bounded)
 
         return await self._bulkhead.run(run)
-
-    def _learn(self, text: str, dependency: str) -> None:
-        if len(self._learned) >= MAX_LEARNED:
-            self._learned.clear()
-        self._learned[text] = dependency
 
     async def label_names(self, match: Sequence[str], limit: int | None = None) -> bytes:
         return envelope((await self._store.label_names(parse_selectors(match)))[:limit])
@@ -179,6 +163,23 @@ class PrometheusService:
         if metric is not None:
             names = [name for name in names if name == metric]
         return envelope({name: [{"type": "unknown", "help": "", "unit": ""}] for name in names[:limit]})
+
+
+@functools.lru_cache(maxsize=DEPENDENCIES_REMEMBERED)
+def query_dependency(text: str) -> str:
+    """What a query's answer depends on: the metric every selector names by `__name__="..."`, else any name (a
+    query that does not parse reads nothing: it is refused before anything is cached)."""
+    try:
+        tree = parse_query(text)
+    except PromQLError:
+        return ANY_NAME
+    names = set()
+    for selector, _, _ in selector_windows(tree, 0, 0):
+        named = [m.value for m in selector.matchers if m.name == NAME_LABEL and m.op == "=" and m.value]
+        names.add(our_name(named[0]) if len(named) == 1 else None)
+    if len(names) == 1 and None not in names:
+        return read_dependency(next(iter(names)), ())
+    return ANY_NAME
 
 
 def envelope(data: Any, warnings: Sequence[str] = ()) -> bytes:
