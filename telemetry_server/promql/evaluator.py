@@ -219,7 +219,9 @@ class Evaluator:
 
     def _aggregate(self, node: ast.Aggregate, t: int) -> Vector:
         vector = self._vector(self.evaluate(node.expr, t))
-        param = self.evaluate(node.param, t) if node.param is not None else None
+        # The parser has checked the parameter's type: a number for topk, bottomk and quantile, a string for
+        # count_values.
+        param = self.evaluate(node.param, t) if node.param is not None else math.nan
         groups: dict[tuple[tuple[str, str], ...], tuple[Labels, Vector]] = {}
         for sample in vector:
             labels = sample[0]
@@ -244,9 +246,9 @@ class Evaluator:
             elif op == "count":
                 out.append((grouping, float(len(values))))
             elif op == "quantile":
-                out.append((grouping, functions.quantile(self._scalar(param or 0.0), values)))
+                out.append((grouping, functions.quantile(self._scalar(param), values)))
             elif op in ("topk", "bottomk"):
-                out.extend(_top(members, self._scalar(param or 0.0), largest=op == "topk"))
+                out.extend(_top(members, self._scalar(param), largest=op == "topk"))
             elif op == "count_values":
                 out.extend(_count_values(grouping, values, str(param)))
         return _unique(out)

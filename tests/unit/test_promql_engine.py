@@ -174,6 +174,8 @@ def test_results_take_prometheus_shapes() -> None:
     assert instant("g[5s]", 1500, gauge).result == [{"metric": {"__name__": "g"}, "values": [[0, "1"], [1, "2"]]}]
     assert (instant("time()", 1500).result_type, instant("time()", 1500).result) == ("scalar", [1.5, "1.5"])
     assert instant('"hi"', 0).result == [0, "hi"]
+    unordered = series("g", [(0, 1.0)], zone="z", app="a")
+    assert list(instant("g", 0, unordered).result[0]["metric"]) == ["__name__", "app", "zone"]  # by name, as Prometheus
 
 
 @pytest.mark.parametrize(
