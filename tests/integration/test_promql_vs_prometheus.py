@@ -43,6 +43,8 @@ QUERIES = [
     "node_temp offset 5m",
     "node_temp offset 61m",
     "sparse_gauge",
+    "node_temp[45s]",
+    "node_temp[1m] offset 2m",
     "special",
     'node_temp{host=~""}',
     'node_temp{dc=""}',
