@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import re
 from bisect import bisect_left, bisect_right
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
@@ -13,6 +14,7 @@ from telemetry_server.promql.formatting import format_value
 from telemetry_server.promql.matching import compile_regex
 from telemetry_server.promql.source import RawSeries
 
+_LABEL_NAME = re.compile(r"[a-zA-Z_][a-zA-Z0-9_]*")  # a fixed pattern: Python's re cannot backtrack badly here
 LOOKBACK_MS = 5 * 60 * 1000  # an instant selector takes the newest sample at most this old (staleness)
 NAME = "__name__"
 
@@ -222,6 +224,8 @@ class Evaluator:
         # The parser has checked the parameter's type: a number for topk, bottomk and quantile, a string for
         # count_values.
         param = self.evaluate(node.param, t) if node.param is not None else math.nan
+        if node.op == "count_values" and not _LABEL_NAME.fullmatch(str(param)):
+            raise Execution(f'invalid label name "{param}"')  # even over an empty vector, as Prometheus
         groups: dict[tuple[tuple[str, str], ...], tuple[Labels, Vector]] = {}
         for sample in vector:
             labels = sample[0]
@@ -310,9 +314,13 @@ def _count_values(grouping: Labels, values: Sequence[float], label: str) -> Vect
 
 
 def _label_replace(vector: Vector, dst: str, replacement: str, src: str, pattern: str) -> Vector:
-    if not dst or not (dst[0].isalpha() or dst[0] == "_") or not all(c.isalnum() or c == "_" for c in dst):
-        raise BadData(f"invalid destination label name in label_replace(): {dst}")
-    regex = compile_regex(pattern)
+    # Prometheus finds these while evaluating, so they are 422 execution errors, not bad_data.
+    if not _LABEL_NAME.fullmatch(dst):
+        raise Execution(f"invalid destination label name in label_replace(): {dst}")
+    try:
+        regex = compile_regex(pattern)
+    except BadData as exc:
+        raise Execution(f"invalid regular expression in label_replace(): {pattern}") from exc
     out: Vector = []
     for labels, value in vector:
         match = regex.fullmatch(labels.get(src, ""))

@@ -105,6 +105,10 @@ def test_label_replace_expands_groups_as_go_does() -> None:
     assert result.result[0]["metric"]["n"] == "web:7x::$"
     unchanged = instant('label_replace(g, "n", "$1", "host", "db-.*")', 0, gauge)
     assert "n" not in unchanged.result[0]["metric"]
+    with pytest.raises(Execution, match="invalid destination label name"):
+        instant('label_replace(g, "né", "x", "host", ".*")', 0, gauge)
+    with pytest.raises(Execution, match="invalid regular expression"):
+        instant('label_replace(g, "n", "x", "host", "(?=x)")', 0, gauge)
 
 
 def test_arithmetic_follows_go_floats() -> None:
