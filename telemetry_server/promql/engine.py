@@ -130,5 +130,7 @@ async def _fetch(
             raise TooLarge(f"the query touches more than {limits.max_series} series (PROMQL_MAX_SERIES)")
         if point_count > limits.max_points:
             raise TooLarge(f"the query touches more than {limits.max_points} points (PROMQL_MAX_POINTS)")
-        data[selector] = found
+        # In label order, as Prometheus' storage answers: aggregation groups, topk's ties and the order of
+        # float additions then follow Prometheus'.
+        data[selector] = sorted(found, key=lambda s: label_key(s.labels))
     return data

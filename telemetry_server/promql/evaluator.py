@@ -291,18 +291,53 @@ def _unique(vector: Vector) -> Vector:
 
 
 def _top(members: Vector, k_value: float, largest: bool) -> Vector:
+    """topk/bottomk by Prometheus' own heap of k, so that ties keep the same members as Prometheus': the series
+    arriving first stays, and which one a later larger value evicts follows Go's container/heap."""
     if math.isnan(k_value) or k_value < 1:
         return []
     k = int(min(k_value, len(members)))
 
-    # NaN ranks last for both topk and bottomk, as in Prometheus' heaps.
+    def evicts_first(a: float, b: float) -> bool:  # the heap's order: what leaves first on top, NaN first
+        return math.isnan(a) or (a < b if largest else a > b)
+
+    heap: Vector = []
+    for sample in members:
+        value = sample[1]
+        if len(heap) < k:
+            heap.append(sample)
+            _heap_up(heap, len(heap) - 1, evicts_first)
+        elif evicts_first(heap[0][1], value) and not math.isnan(value):
+            heap[0] = sample
+            _heap_down(heap, 0, evicts_first)
+
+    # NaN ranks last for both topk and bottomk.
     def rank(sample: Sample) -> tuple[int, float]:
         value = sample[1]
         if math.isnan(value):
             return (1, 0.0)
         return (0, -value if largest else value)
 
-    return sorted(members, key=rank)[:k]
+    return sorted(heap, key=rank)
+
+
+def _heap_up(heap: Vector, j: int, less: Callable[[float, float], bool]) -> None:
+    while j > 0:
+        parent = (j - 1) // 2
+        if not less(heap[j][1], heap[parent][1]):
+            break
+        heap[parent], heap[j] = heap[j], heap[parent]
+        j = parent
+
+
+def _heap_down(heap: Vector, i: int, less: Callable[[float, float], bool]) -> None:
+    n = len(heap)
+    while (child := 2 * i + 1) < n:
+        if child + 1 < n and less(heap[child + 1][1], heap[child][1]):
+            child += 1
+        if not less(heap[child][1], heap[i][1]):
+            break
+        heap[i], heap[child] = heap[child], heap[i]
+        i = child
 
 
 def _count_values(grouping: Labels, values: Sequence[float], label: str) -> Vector:

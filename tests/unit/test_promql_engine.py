@@ -85,6 +85,12 @@ def test_topk_ranks_nan_last_and_keeps_all_labels() -> None:
     assert [r["metric"]["i"] for r in instant("bottomk(3, g)", 0, *data).result] == ["1", "2", "0"]
 
 
+def test_topk_ties_keep_the_members_prometheus_heap_keeps() -> None:
+    # Fed in label order: 0 and 1 fill the heap of 2, then 2 evicts the heap's top, the first of the tied.
+    data = [series("g", [(0, v)], i=str(i)) for i, v in enumerate([1.0, 1.0, 2.0])]
+    assert [r["metric"]["i"] for r in instant("topk(2, g)", 0, *reversed(data)).result] == ["2", "1"]
+
+
 def test_quantile_interpolates_between_ranks() -> None:
     data = [series("g", [(0, float(v))], i=str(v)) for v in (1, 2, 3, 4)]
     assert values(instant("quantile(0.5, g)", 0, *data)) == {"": "2.5"}
