@@ -84,6 +84,10 @@ QUERIES = [
     "bottomk(2, node_temp)",
     "topk by (dc) (1, node_temp)",
     "bottomk without (host) (1, rate(http_requests_total[5m]))",
+    # Ties: every count is equal. Prometheus keeps the members its heap keeps, fed in label order from a range
+    # function (from a nested aggregation or operator it is fed in Go map order, so ties there are not compared).
+    "topk(3, count_over_time(node_temp[5m]))",
+    "bottomk(2, count_over_time(http_requests_total[5m]))",
     "quantile(0.5, node_temp)",
     "quantile by (dc) (0.9, node_temp)",
     "quantile(0, node_temp)",
