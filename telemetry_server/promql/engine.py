@@ -61,8 +61,10 @@ async def instant_query(text: str, time_ms: int, source: SeriesSource, limits: Q
         return QueryResult("string", [stamp, value])
     if isinstance(value, Matrix):
         windows = sorted(value.series, key=lambda w: label_key(w.labels))
-        return QueryResult("matrix", [{"metric": w.labels, "values": _points(w.times, w.values)} for w in windows])
-    return QueryResult("vector", [{"metric": labels, "value": [stamp, format_value(v)]} for labels, v in value])
+        matrix = [{"metric": _sorted(w.labels), "values": _points(w.times, w.values)} for w in windows]
+        return QueryResult("matrix", matrix)
+    vector = [{"metric": _sorted(labels), "value": [stamp, format_value(v)]} for labels, v in value]
+    return QueryResult("vector", vector)
 
 
 async def range_query(
@@ -80,15 +82,20 @@ async def range_query(
         )
     tree = parse_query(text)
     evaluator = Evaluator(await _fetch(tree, start_ms, end_ms, source, limits, deadline))
-    series: dict[tuple[tuple[str, str], ...], tuple[dict[str, str], list[list[Any]]]] = {}
+    series: dict[tuple[tuple[str, str], ...], list[list[Any]]] = {}
     for t in range(start_ms, end_ms + 1, step_ms):
         if time.monotonic() > deadline:
             raise Timeout("query timed out in expression evaluation")
         value = evaluator.evaluate(tree, t)
         for labels, v in _step_samples(value):
-            series.setdefault(label_key(labels), (labels, []))[1].append([format_time(t), format_value(v)])
-    result = [{"metric": labels, "values": values} for _, (labels, values) in sorted(series.items())]
+            series.setdefault(label_key(labels), []).append([format_time(t), format_value(v)])
+    result = [{"metric": dict(key), "values": values} for key, values in sorted(series.items())]
     return QueryResult("matrix", result)
+
+
+def _sorted(labels: dict[str, str]) -> dict[str, str]:
+    """Labels in name order, as Prometheus writes them."""
+    return dict(sorted(labels.items()))
 
 
 def _points(times: Sequence[int], values: Sequence[float]) -> list[list[Any]]:
@@ -123,5 +130,7 @@ async def _fetch(
             raise TooLarge(f"the query touches more than {limits.max_series} series (PROMQL_MAX_SERIES)")
         if point_count > limits.max_points:
             raise TooLarge(f"the query touches more than {limits.max_points} points (PROMQL_MAX_POINTS)")
-        data[selector] = found
+        # In label order, as Prometheus' storage answers: aggregation groups, topk's ties and the order of
+        # float additions then follow Prometheus'.
+        data[selector] = sorted(found, key=lambda s: label_key(s.labels))
     return data

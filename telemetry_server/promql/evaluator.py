@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import re
 from bisect import bisect_left, bisect_right
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
@@ -13,6 +14,7 @@ from telemetry_server.promql.formatting import format_value
 from telemetry_server.promql.matching import compile_regex
 from telemetry_server.promql.source import RawSeries
 
+_LABEL_NAME = re.compile(r"[a-zA-Z_][a-zA-Z0-9_]*")  # a fixed pattern: Python's re cannot backtrack badly here
 LOOKBACK_MS = 5 * 60 * 1000  # an instant selector takes the newest sample at most this old (staleness)
 NAME = "__name__"
 
@@ -219,7 +221,11 @@ class Evaluator:
 
     def _aggregate(self, node: ast.Aggregate, t: int) -> Vector:
         vector = self._vector(self.evaluate(node.expr, t))
-        param = self.evaluate(node.param, t) if node.param is not None else None
+        # The parser has checked the parameter's type: a number for topk, bottomk and quantile, a string for
+        # count_values.
+        param = self.evaluate(node.param, t) if node.param is not None else math.nan
+        if node.op == "count_values" and not _LABEL_NAME.fullmatch(str(param)):
+            raise Execution(f'invalid label name "{param}"')  # even over an empty vector, as Prometheus
         groups: dict[tuple[tuple[str, str], ...], tuple[Labels, Vector]] = {}
         for sample in vector:
             labels = sample[0]
@@ -244,9 +250,9 @@ class Evaluator:
             elif op == "count":
                 out.append((grouping, float(len(values))))
             elif op == "quantile":
-                out.append((grouping, functions.quantile(self._scalar(param or 0.0), values)))
+                out.append((grouping, functions.quantile(self._scalar(param), values)))
             elif op in ("topk", "bottomk"):
-                out.extend(_top(members, self._scalar(param or 0.0), largest=op == "topk"))
+                out.extend(_top(members, self._scalar(param), largest=op == "topk"))
             elif op == "count_values":
                 out.extend(_count_values(grouping, values, str(param)))
         return _unique(out)
@@ -285,18 +291,53 @@ def _unique(vector: Vector) -> Vector:
 
 
 def _top(members: Vector, k_value: float, largest: bool) -> Vector:
+    """topk/bottomk by Prometheus' own heap of k, so that ties keep the same members as Prometheus': the series
+    arriving first stays, and which one a later larger value evicts follows Go's container/heap."""
     if math.isnan(k_value) or k_value < 1:
         return []
     k = int(min(k_value, len(members)))
 
-    # NaN ranks last for both topk and bottomk, as in Prometheus' heaps.
+    def evicts_first(a: float, b: float) -> bool:  # the heap's order: what leaves first on top, NaN first
+        return math.isnan(a) or (a < b if largest else a > b)
+
+    heap: Vector = []
+    for sample in members:
+        value = sample[1]
+        if len(heap) < k:
+            heap.append(sample)
+            _heap_up(heap, len(heap) - 1, evicts_first)
+        elif evicts_first(heap[0][1], value) and not math.isnan(value):
+            heap[0] = sample
+            _heap_down(heap, 0, evicts_first)
+
+    # NaN ranks last for both topk and bottomk.
     def rank(sample: Sample) -> tuple[int, float]:
         value = sample[1]
         if math.isnan(value):
             return (1, 0.0)
         return (0, -value if largest else value)
 
-    return sorted(members, key=rank)[:k]
+    return sorted(heap, key=rank)
+
+
+def _heap_up(heap: Vector, j: int, less: Callable[[float, float], bool]) -> None:
+    while j > 0:
+        parent = (j - 1) // 2
+        if not less(heap[j][1], heap[parent][1]):
+            break
+        heap[parent], heap[j] = heap[j], heap[parent]
+        j = parent
+
+
+def _heap_down(heap: Vector, i: int, less: Callable[[float, float], bool]) -> None:
+    n = len(heap)
+    while (child := 2 * i + 1) < n:
+        if child + 1 < n and less(heap[child + 1][1], heap[child][1]):
+            child += 1
+        if not less(heap[child][1], heap[i][1]):
+            break
+        heap[i], heap[child] = heap[child], heap[i]
+        i = child
 
 
 def _count_values(grouping: Labels, values: Sequence[float], label: str) -> Vector:
@@ -308,9 +349,13 @@ def _count_values(grouping: Labels, values: Sequence[float], label: str) -> Vect
 
 
 def _label_replace(vector: Vector, dst: str, replacement: str, src: str, pattern: str) -> Vector:
-    if not dst or not (dst[0].isalpha() or dst[0] == "_") or not all(c.isalnum() or c == "_" for c in dst):
-        raise BadData(f"invalid destination label name in label_replace(): {dst}")
-    regex = compile_regex(pattern)
+    # Prometheus finds these while evaluating, so they are 422 execution errors, not bad_data.
+    if not _LABEL_NAME.fullmatch(dst):
+        raise Execution(f"invalid destination label name in label_replace(): {dst}")
+    try:
+        regex = compile_regex(pattern)
+    except BadData as exc:
+        raise Execution(f"invalid regular expression in label_replace(): {pattern}") from exc
     out: Vector = []
     for labels, value in vector:
         match = regex.fullmatch(labels.get(src, ""))

@@ -85,6 +85,12 @@ def test_topk_ranks_nan_last_and_keeps_all_labels() -> None:
     assert [r["metric"]["i"] for r in instant("bottomk(3, g)", 0, *data).result] == ["1", "2", "0"]
 
 
+def test_topk_ties_keep_the_members_prometheus_heap_keeps() -> None:
+    # Fed in label order: 0 and 1 fill the heap of 2, then 2 evicts the heap's top, the first of the tied.
+    data = [series("g", [(0, v)], i=str(i)) for i, v in enumerate([1.0, 1.0, 2.0])]
+    assert [r["metric"]["i"] for r in instant("topk(2, g)", 0, *reversed(data)).result] == ["2", "1"]
+
+
 def test_quantile_interpolates_between_ranks() -> None:
     data = [series("g", [(0, float(v))], i=str(v)) for v in (1, 2, 3, 4)]
     assert values(instant("quantile(0.5, g)", 0, *data)) == {"": "2.5"}
@@ -105,6 +111,10 @@ def test_label_replace_expands_groups_as_go_does() -> None:
     assert result.result[0]["metric"]["n"] == "web:7x::$"
     unchanged = instant('label_replace(g, "n", "$1", "host", "db-.*")', 0, gauge)
     assert "n" not in unchanged.result[0]["metric"]
+    with pytest.raises(Execution, match="invalid destination label name"):
+        instant('label_replace(g, "né", "x", "host", ".*")', 0, gauge)
+    with pytest.raises(Execution, match="invalid regular expression"):
+        instant('label_replace(g, "n", "x", "host", "(?=x)")', 0, gauge)
 
 
 def test_arithmetic_follows_go_floats() -> None:
@@ -174,6 +184,8 @@ def test_results_take_prometheus_shapes() -> None:
     assert instant("g[5s]", 1500, gauge).result == [{"metric": {"__name__": "g"}, "values": [[0, "1"], [1, "2"]]}]
     assert (instant("time()", 1500).result_type, instant("time()", 1500).result) == ("scalar", [1.5, "1.5"])
     assert instant('"hi"', 0).result == [0, "hi"]
+    unordered = series("g", [(0, 1.0)], zone="z", app="a")
+    assert list(instant("g", 0, unordered).result[0]["metric"]) == ["__name__", "app", "zone"]  # by name, as Prometheus
 
 
 @pytest.mark.parametrize(
