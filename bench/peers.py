@@ -94,12 +94,13 @@ def victoria_metrics_program() -> str | None:
     return shutil.which("victoria-metrics")
 
 
-def start_victoria_metrics(program: str, folder: Path) -> Influx:
-    """VictoriaMetrics single-node on loopback: it takes line protocol at /write as InfluxDB does."""
+def start_victoria_metrics(program: str, folder: Path, cache: bool = False) -> Influx:
+    """VictoriaMetrics single-node on loopback: it takes line protocol at /write as InfluxDB does. Its query
+    cache is off unless `cache`."""
     folder.mkdir(parents=True, exist_ok=True)
     port = free_port()
     command = [program, f"-httpListenAddr=127.0.0.1:{port}", f"-storageDataPath={folder / 'data'}"]
-    command += ["-loggerLevel=WARN", "-retentionPeriod=100y", "-search.disableCache"]
+    command += ["-loggerLevel=WARN", "-retentionPeriod=100y", *(() if cache else ("-search.disableCache",))]
     child = spawn("victoria-metrics", command, folder / "victoria-metrics.log")
     try:
         wait_for_status(child, port, "/health", expected=200, timeout=60)

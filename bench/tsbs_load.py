@@ -55,9 +55,9 @@ def tsbs_bin() -> Path:
     return Path(done.stdout.strip())
 
 
-def data_file(bin_dir: Path, hours: int) -> Path:
-    """The cpu-only data set for `hours`, generated once (seed 123) and kept."""
-    path = CACHE / "tsbs-data" / f"cpu-only-{HOSTS}hosts-10s-{hours}h-seed123.influx"
+def data_file(bin_dir: Path, hours: int, hosts: int = HOSTS) -> Path:
+    """The cpu-only data set of `hosts` for `hours`, generated once (seed 123) and kept."""
+    path = CACHE / "tsbs-data" / f"cpu-only-{hosts}hosts-10s-{hours}h-seed123.influx"
     if path.exists():
         return path
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -66,7 +66,7 @@ def data_file(bin_dir: Path, hours: int) -> Path:
     partial = path.with_suffix(".partial")
     with partial.open("wb") as out:
         subprocess.run(
-            [str(bin_dir / "tsbs_generate_data"), "--use-case=cpu-only", "--seed=123", f"--scale={HOSTS}", *span],
+            [str(bin_dir / "tsbs_generate_data"), "--use-case=cpu-only", "--seed=123", f"--scale={hosts}", *span],
             stdout=out,
             check=True,
         )

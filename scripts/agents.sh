@@ -18,7 +18,7 @@ TELEGRAF_VERSION=v1.37.2
 TELEGRAF_TAGS="custom,inputs.mem,inputs.file,outputs.influxdb,outputs.influxdb_v2,outputs.http,parsers.influx,serializers.influx,serializers.prometheusremotewrite"
 # TSBS is not on the Go module proxy: a snapshot of timescale/tsbs is built from the mirror `fetch` made
 # (TSBS_SRC, a git directory), its dependencies resolved through the proxy.
-TSBS_COMMANDS="tsbs_generate_data tsbs_load_influx tsbs_load_victoriametrics"
+TSBS_COMMANDS="tsbs_generate_data tsbs_load_influx tsbs_load_victoriametrics tsbs_generate_queries tsbs_run_queries_victoriametrics"
 
 die() {
     echo "agents.sh: $*" >&2

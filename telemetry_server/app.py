@@ -22,14 +22,17 @@ from telemetry_server.http.request import Request
 from telemetry_server.http.responses import send_response
 from telemetry_server.http.router import Router
 from telemetry_server.http.types import Receive, Scope, Send
+from telemetry_server.models.timestamps import to_millis, utc_now
 from telemetry_server.ports import AggregationStore, KeyStore, MetricStore, SharedCache
 from telemetry_server.prompt.plugin import PromptPlugin, load_prompt_plugin
+from telemetry_server.promql.engine import QueryLimits
 from telemetry_server.routes.health import HealthResource
 from telemetry_server.routes.influx import InfluxResource
 from telemetry_server.routes.keys import KeyResource
 from telemetry_server.routes.metrics import MetricResource
 from telemetry_server.routes.openapi import OpenApiResource
 from telemetry_server.routes.otlp import OtlpResource
+from telemetry_server.routes.prometheus import PrometheusResource
 from telemetry_server.routes.query import QueryResource
 from telemetry_server.routes.remote_write import RemoteWriteResource
 from telemetry_server.routes.stats import StatsResource
@@ -38,6 +41,7 @@ from telemetry_server.services.ingest_service import IngestService
 from telemetry_server.services.key_service import ApiKeyService, KeyRevocations
 from telemetry_server.services.local_cache import LocalCache
 from telemetry_server.services.metric_service import MetricService, WritePolicy
+from telemetry_server.services.prometheus_service import PrometheusSeries, PrometheusService
 from telemetry_server.services.query_service import QueryService
 from telemetry_server.services.rate_limit import RateLimiter, TokenSource
 from telemetry_server.services.stats_records import Stats
@@ -66,6 +70,7 @@ class Backends:
     keys: KeyStore | None = None  # without one, /admin/keys is not served and auth cannot be on
     revocations: KeyRevocations | None = None  # without one, a revocation reaches workers by their key cache's expiry
     aggregations: AggregationStore | None = None  # without one, /metrics/aggregate and /query are not served
+    prometheus: PrometheusSeries | None = None  # without one (or without aggregations), /api/v1/query... are not
     upkeep: Upkeep | None = None  # without one, small buckets stay small and nothing expires but in answers
 
 
@@ -75,6 +80,7 @@ BackendsFactory = Callable[[Settings, Stats], Awaitable[Backends]]
 async def open_backends(settings: Settings, stats: Stats) -> Backends:
     """The real adapters: one MongoDB and one Redis client (each with its pool) for this worker."""
     from telemetry_server.storage.bucket_aggregation import BucketAggregationStore
+    from telemetry_server.storage.bucket_series_source import BucketSeriesSource
     from telemetry_server.storage.bucket_upkeep import BucketUpkeep
     from telemetry_server.storage.mongo import create_mongo_client
     from telemetry_server.storage.mongo_buckets import MongoBucketStore
@@ -97,6 +103,10 @@ async def open_backends(settings: Settings, stats: Stats) -> Backends:
         settings.retention,
         listing_read_preference=settings.mongo_read_preference,
     )
+    # One series index per worker: aggregates and PromQL resolve filters through the store's.
+    aggregations = BucketAggregationStore(
+        mongo[settings.database_name], store.registry, retention=settings.retention, rollups=settings.rollups
+    )
     return Backends(
         store=store,
         cache=RedisCache(
@@ -112,10 +122,8 @@ async def open_backends(settings: Settings, stats: Stats) -> Backends:
         keys=MongoKeyStore(mongo, settings.database_name),
         upkeep=BucketUpkeep.from_settings(mongo[settings.database_name], settings),
         revocations=RedisKeyRevocations(redis, subscriber, namespace),
-        # One series index per worker: aggregates resolve filters through the store's.
-        aggregations=BucketAggregationStore(
-            mongo[settings.database_name], store.registry, retention=settings.retention, rollups=settings.rollups
-        ),
+        aggregations=aggregations,
+        prometheus=BucketSeriesSource(store.registry, aggregations),
     )
 
 
@@ -181,6 +189,16 @@ def build_components(backends: Backends, settings: Settings, stats: Stats) -> Co
             timeout_seconds=settings.query_timeout_ms / 1000,
         )
     ingest = IngestService(metrics, limiter)
+    prometheus = None
+    promql_seconds = settings.promql_timeout.total_seconds()
+    if queries is not None and backends.prometheus is not None:
+        prometheus = PrometheusService(
+            backends.prometheus,
+            cache,
+            QueryLimits(settings.promql_max_series, settings.promql_max_points, promql_seconds),
+            queries.bulkhead.sharing(promql_seconds, "the PromQL query", "narrow the window or retry"),
+            clock_ms=lambda: to_millis(utc_now()),
+        )
     routes = [
         *HealthResource(backends.store, cache).routes(),
         *MetricResource(metrics, limiter, settings).routes(),
@@ -188,6 +206,7 @@ def build_components(backends: Backends, settings: Settings, stats: Stats) -> Co
         *RemoteWriteResource(ingest, settings).routes(),
         *OtlpResource(ingest, settings).routes(),
         *(QueryResource(queries).routes() if queries is not None else []),
+        *(PrometheusResource(prometheus).routes() if prometheus is not None else []),
         *StatsResource(stats_service).routes(),
         *(
             KeyResource(ApiKeyService(backends.keys, revocations=backends.revocations)).routes()

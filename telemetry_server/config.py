@@ -108,6 +108,10 @@ class Settings:
     rollups: tuple[RollupSize, ...] = ()
     rollup_retention: timedelta | None = None
     upkeep_period_seconds: int = 60
+    # The Prometheus query API (docs/promql.md, "Limits"): what one PromQL query may touch, and for how long.
+    promql_max_series: int = 10_000
+    promql_max_points: int = 5_000_000
+    promql_timeout: timedelta = timedelta(seconds=30)
 
     @property
     def database_name(self) -> str:
@@ -184,6 +188,9 @@ def load_settings(environ: Mapping[str, str]) -> Settings:
         rollups=env.rollup_sizes("ROLLUPS"),
         rollup_retention=env.duration("ROLLUP_RETENTION"),
         upkeep_period_seconds=env.integer("UPKEEP_PERIOD_SECONDS", DEFAULTS.upkeep_period_seconds, 0, 86_400),
+        promql_max_series=env.integer("PROMQL_MAX_SERIES", DEFAULTS.promql_max_series, 1, 10_000_000),
+        promql_max_points=env.integer("PROMQL_MAX_POINTS", DEFAULTS.promql_max_points, 1, 10**10),
+        promql_timeout=env.duration("PROMQL_TIMEOUT") or DEFAULTS.promql_timeout,
     )
     if settings.default_page_size > settings.max_page_size:
         raise ConfigurationError("DEFAULT_PAGE_SIZE", "must not exceed MAX_PAGE_SIZE")

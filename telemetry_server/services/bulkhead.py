@@ -41,6 +41,13 @@ class Bulkhead:
         self.timeout_seconds = timeout_seconds
         self._refusal = f"{what} did not finish within {timeout_seconds:g} s: {advice}"
 
+    def sharing(self, timeout_seconds: float, what: str, advice: str) -> Bulkhead:
+        """Reads of another kind, with a time limit of their own, that take these same slots (so that together
+        they still fit in the pool)."""
+        other = Bulkhead(1, timeout_seconds, what, advice)
+        other._slots = self._slots
+        return other
+
     async def run(self, work: Callable[[TimeBudget], Awaitable[T]]) -> T:
         loop = asyncio.get_running_loop()
         deadline = loop.time() + self.timeout_seconds

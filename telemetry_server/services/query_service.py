@@ -106,6 +106,11 @@ class QueryService:
         self._names_flight: SingleFlight[tuple[str, ...]] = SingleFlight()
         self._names_refresh: asyncio.Task[None] | None = None
 
+    @property
+    def bulkhead(self) -> Bulkhead:
+        """The slots of heavy reads, for other kinds of question to share (services/prometheus_service.py)."""
+        return self._bulkhead
+
     async def aclose(self) -> None:
         """Close the prompt parser behind the rules, when it holds something to close (a connection pool)."""
         close = getattr(self._plugin, "aclose", None)

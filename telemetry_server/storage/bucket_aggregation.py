@@ -25,8 +25,9 @@ import itertools
 import logging
 import time
 from array import array
+from bisect import bisect_left, bisect_right
 from collections import defaultdict
-from collections.abc import AsyncGenerator, Callable, Iterable, Sequence
+from collections.abc import AsyncGenerator, Callable, Collection, Iterable, Sequence
 from contextlib import aclosing
 from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
@@ -42,7 +43,7 @@ from telemetry_server.models.aggregate_fold import AggregateFold, AggregatePlan,
 from telemetry_server.models.aggregate_rows import Row
 from telemetry_server.models.aggregation import AggregateQuery
 from telemetry_server.models.retention import RollupSize, retention_cutoff
-from telemetry_server.models.timestamps import EARLIEST, from_millis, utc_now
+from telemetry_server.models.timestamps import EARLIEST, from_millis, to_millis, utc_now
 from telemetry_server.storage.bucket_columns import Columns, Summary, decode_columns
 from telemetry_server.storage.mongo import Document, unavailable_when_unreachable
 from telemetry_server.storage.mongo_rollups import rollup_summaries
@@ -101,16 +102,7 @@ def to_head(doc: Document) -> BucketHead:
 
 def split_buckets(heads: Sequence[BucketHead], plan: AggregatePlan) -> BucketSplit:
     """Which buckets enter whole and which are decoded; a bucket a merged one replaces is left out."""
-    replaced = set().union(*(head.replaces for head in heads))
-    live = [
-        head for head in heads if head.id not in replaced and plan.overlaps(head.summary.start_ms, head.summary.end_ms)
-    ]
-    overlapping: set[Any] = set()
-    if replaced:  # only a merged bucket may share points with another
-        by_series: dict[int, list[BucketHead]] = defaultdict(list)
-        for head in live:
-            by_series[head.summary.series].append(head)
-        overlapping = set().union(*(_overlapping_merges(series_heads) for series_heads in by_series.values()))
+    live, overlapping = live_buckets(heads, lambda head: plan.overlaps(head.summary.start_ms, head.summary.end_ms))
     split = BucketSplit([], [], overlapping)
     for head in live:
         unit = head.summary
@@ -119,6 +111,21 @@ def split_buckets(heads: Sequence[BucketHead], plan: AggregatePlan) -> BucketSpl
         else:
             split.decode.append(head.id)
     return split
+
+
+def live_buckets(
+    heads: Sequence[BucketHead], wanted: Callable[[BucketHead], bool]
+) -> tuple[list[BucketHead], set[Any]]:
+    """The wanted buckets no merged one replaces, and those of them that may share points (to be deduplicated)."""
+    replaced = set().union(*(head.replaces for head in heads))
+    live = [head for head in heads if head.id not in replaced and wanted(head)]
+    overlapping: set[Any] = set()
+    if replaced:  # only a merged bucket may share points with another
+        by_series: dict[int, list[BucketHead]] = defaultdict(list)
+        for head in live:
+            by_series[head.summary.series].append(head)
+        overlapping = set().union(*(_overlapping_merges(series_heads) for series_heads in by_series.values()))
+    return live, overlapping
 
 
 def _overlapping_merges(heads: list[BucketHead]) -> set[Any]:
@@ -229,7 +236,8 @@ class BucketAggregationStore:
     ) -> None:
         """The buckets of `part` of the window: summaries where they answer, decoded points elsewhere."""
         query = fold.plan.query
-        heads = [to_head(doc) for doc in await self._heads(series, part)]
+        hint = _SERIES_END if series is not None else _END if part.low is not None else None
+        heads = [to_head(doc) for doc in await self._heads(bucket_filter(series, part), hint)]
         split = split_buckets(heads, part)
         groups = await self._groups_of(query, {head.summary.series for head in heads})
         add_summaries(fold, groups, (head.summary for head in split.whole))
@@ -241,6 +249,38 @@ class BucketAggregationStore:
                 _check_progress(fold, deadline, self._max_values)
                 if query.top is None and len(fold) > max_rows:
                     return
+
+    async def series_points(
+        self, series: Collection[int], start_ms: int, end_ms: int, time_limit: float | None = None
+    ) -> dict[int, list[Columns]]:
+        """The points of `series` in [start_ms, end_ms] as columns of their buckets (unordered: the caller merges
+        them), each point once (a merged bucket and a source of it still there share points). Expired points are
+        left out. For reads of raw points (PromQL's selectors)."""
+        cutoff = retention_cutoff(self._clock(), self._retention)
+        if cutoff is not None:
+            start_ms = max(start_ms, to_millis(cutoff))
+        if not series or start_ms > end_ms:
+            return {}
+        match = {
+            "series": {"$in": sorted(series)},
+            "end": {"$gte": from_millis(start_ms)},
+            "start": {"$lte": from_millis(end_ms)},
+        }
+        for _ in range(_ATTEMPTS):
+            found: dict[int, list[Columns]] = defaultdict(list)
+            try:
+                async with unavailable_when_unreachable("read of points", time_limit):
+                    heads = [to_head(doc) for doc in await self._heads(match, _SERIES_END)]
+                    live, overlapping = live_buckets(heads, lambda head: True)
+                    if not live:
+                        return {}
+                    async with aclosing(self._decoded([head.id for head in live], overlapping)) as decoded:
+                        async for series_id, columns in decoded:
+                            found[series_id].append(_clipped(columns, start_ms, end_ms))
+            except _BucketVanished:
+                continue
+            return found
+        raise StorageUnavailable("the buckets of this window kept changing during the read (compaction)")
 
     async def _decoded(self, ids: list[Any], overlapping: set[Any]) -> AsyncGenerator[tuple[int, Columns]]:
         """The columns of buckets `ids`, those in `overlapping` less the points already given (by ts, seq)."""
@@ -262,9 +302,7 @@ class BucketAggregationStore:
         await self._registry.refresh()
         return self._registry.index.match(query.name, query.name_prefix, query.tags)
 
-    async def _heads(self, series: set[int] | None, plan: AggregatePlan) -> list[Document]:
-        match = bucket_filter(series, plan)
-        hint = _SERIES_END if series is not None else _END if plan.low is not None else None
+    async def _heads(self, match: Document, hint: list[tuple[str, int]] | None) -> list[Document]:
         if hint is not None:
             try:
                 return [doc async for doc in self._buckets.find(match, _HEAD_FIELDS, batch_size=_HEAD_BATCH).hint(hint)]
@@ -304,6 +342,13 @@ class _GroupsOf:
             groups = [] if found is None else group_keys(found.name, found.tags, self._group_by)
             self._known[series] = groups
         return groups
+
+
+def _clipped(columns: Columns, first_ms: int, last_ms: int) -> Columns:
+    low, high = bisect_left(columns.millis, first_ms), bisect_right(columns.millis, last_ms)
+    if low == 0 and high == len(columns):
+        return columns
+    return Columns(columns.millis[low:high], columns.values[low:high], columns.seqs[low:high])
 
 
 def _unseen(columns: Columns, seen: set[tuple[int, int]]) -> Columns:

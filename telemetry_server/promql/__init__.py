@@ -1,0 +1,1 @@
+"""A PromQL subset: parsing, evaluation over a SeriesSource, and Prometheus' result shapes."""
