@@ -7,7 +7,6 @@ import contextlib
 import functools
 import itertools
 import logging
-import os
 import time
 from collections.abc import Awaitable, Callable, Coroutine
 from dataclasses import dataclass
@@ -22,6 +21,7 @@ from telemetry_server.http.request import Request
 from telemetry_server.http.responses import send_response
 from telemetry_server.http.router import Router
 from telemetry_server.http.types import Receive, Scope, Send
+from telemetry_server.logs import REQUEST_NUMBER, request_id
 from telemetry_server.ports import AggregationStore, KeyStore, MetricStore, SharedCache
 from telemetry_server.prompt.plugin import PromptPlugin, load_prompt_plugin
 from telemetry_server.routes.health import HealthResource
@@ -202,12 +202,16 @@ class App:
         self._components: Components | None = None
         self._guard = AccessGuard(settings)
         self._tasks: list[asyncio.Task[None]] = []
-        self._request_ids = itertools.count(1)
-        self._id_prefix = f"{os.getpid():x}"
+        self._request_numbers = itertools.count(1)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "http":
-            await self._http(scope, receive, send)
+            # Every line logged while the request is served carries its id (telemetry_server/logs.py).
+            token = REQUEST_NUMBER.set(next(self._request_numbers))
+            try:
+                await self._http(scope, receive, send)
+            finally:
+                REQUEST_NUMBER.reset(token)
         elif scope["type"] == "lifespan":
             await self._lifespan(receive, send)
 
@@ -233,7 +237,7 @@ class App:
                 quota_headers = (await components.limiter.admit(request.client_id)).headers()
             response = await route.handler(request)
         except Exception as exc:
-            response = problem_response(exc, f"{self._id_prefix}-{next(self._request_ids):x}", problem_body)
+            response = problem_response(exc, request_id(REQUEST_NUMBER.get() or 0), problem_body)
             quota_headers = []  # a refusal carries its own (a 429 its quota)
         await send_response(send, response, quota_headers, head=request.method == "HEAD")
         self.stats.observe_request(name, response.status, (time.perf_counter() - started) * 1000)

@@ -2,17 +2,14 @@
 
 from __future__ import annotations
 
-import logging
 from pathlib import Path
 
 from telemetry_server.app import App
 from telemetry_server.config import load_settings, read_environment
+from telemetry_server.logs import configure_logging
 
 
 def create_app() -> App:
     settings = load_settings(read_environment(Path.cwd()))
-    logging.basicConfig(
-        level=settings.log_level.upper(),
-        format="%(asctime)s %(levelname)s [%(process)d] %(name)s: %(message)s",
-    )
+    configure_logging(settings.log_level, settings.log_format, with_process=True)
     return App(settings)

@@ -15,6 +15,7 @@ from dotenv import dotenv_values
 
 from telemetry_server.auth.keys import parse_key
 from telemetry_server.errors import ConfigurationError
+from telemetry_server.logs import LogFormat
 from telemetry_server.models.retention import RollupSize
 from telemetry_server.models.time_range import parse_duration
 
@@ -94,6 +95,8 @@ class Settings:
     rollups: tuple[RollupSize, ...] = ()
     rollup_retention: timedelta | None = None
     upkeep_period_seconds: int = 60
+    # Observability: the lines' format.
+    log_format: LogFormat = LogFormat.TEXT
 
     @property
     def database_name(self) -> str:
@@ -167,6 +170,7 @@ def load_settings(environ: Mapping[str, str]) -> Settings:
         rollups=env.rollup_sizes("ROLLUPS"),
         rollup_retention=env.duration("ROLLUP_RETENTION"),
         upkeep_period_seconds=env.integer("UPKEEP_PERIOD_SECONDS", DEFAULTS.upkeep_period_seconds, 0, 86_400),
+        log_format=LogFormat(env.choice("LOG_FORMAT", [f.value for f in LogFormat], DEFAULTS.log_format.value)),
     )
     if settings.default_page_size > settings.max_page_size:
         raise ConfigurationError("DEFAULT_PAGE_SIZE", "must not exceed MAX_PAGE_SIZE")
