@@ -95,8 +95,9 @@ class Settings:
     rollups: tuple[RollupSize, ...] = ()
     rollup_retention: timedelta | None = None
     upkeep_period_seconds: int = 60
-    # Observability: the lines' format.
+    # Observability: the lines' format, and where spans go (OTLP/HTTP; None: tracing off, and free).
     log_format: LogFormat = LogFormat.TEXT
+    tracing_endpoint: str | None = None
 
     @property
     def database_name(self) -> str:
@@ -171,6 +172,7 @@ def load_settings(environ: Mapping[str, str]) -> Settings:
         rollup_retention=env.duration("ROLLUP_RETENTION"),
         upkeep_period_seconds=env.integer("UPKEEP_PERIOD_SECONDS", DEFAULTS.upkeep_period_seconds, 0, 86_400),
         log_format=LogFormat(env.choice("LOG_FORMAT", [f.value for f in LogFormat], DEFAULTS.log_format.value)),
+        tracing_endpoint=_tracing_endpoint(env),
     )
     if settings.default_page_size > settings.max_page_size:
         raise ConfigurationError("DEFAULT_PAGE_SIZE", "must not exceed MAX_PAGE_SIZE")
@@ -210,6 +212,18 @@ def _check_retention(settings: Settings) -> None:
         assert settings.retention is not None
         if settings.rollup_retention <= settings.retention:
             raise ConfigurationError("ROLLUP_RETENTION", "must be longer than RETENTION, or rollups answer nothing")
+
+
+def _tracing_endpoint(env: _Reader) -> str | None:
+    """OpenTelemetry's own variables decide: an OTLP endpoint turns tracing on, OTEL_SDK_DISABLED or
+    OTEL_TRACES_EXPORTER=none turn it off. The SDK reads the rest of its OTEL_* variables itself."""
+    exporter = env.choice("OTEL_TRACES_EXPORTER", ["otlp", "none"], "otlp")
+    env.choice("OTEL_EXPORTER_OTLP_PROTOCOL", ["http/protobuf"], "http/protobuf")  # the one exporter installed
+    if env.boolean("OTEL_SDK_DISABLED", False) or exporter == "none":
+        return None
+    return env.uri("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT", ("http", "https")) or env.uri(
+        "OTEL_EXPORTER_OTLP_ENDPOINT", ("http", "https")
+    )
 
 
 def read_environment(root: Path, environ: Mapping[str, str] | None = None) -> dict[str, str]:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import AbstractContextManager, asynccontextmanager, nullcontext
 from contextvars import ContextVar
 from datetime import datetime
@@ -18,7 +18,12 @@ from pymongo.errors import (
     ServerSelectionTimeoutError,
     WriteConcernError,
 )
-from pymongo.monitoring import ConnectionCheckedOutEvent, ConnectionCheckOutFailedEvent, ConnectionPoolListener
+from pymongo.monitoring import (
+    CommandListener,
+    ConnectionCheckedOutEvent,
+    ConnectionCheckOutFailedEvent,
+    ConnectionPoolListener,
+)
 
 from telemetry_server.config import Settings
 from telemetry_server.errors import QueryTimedOut, StorageUnavailable
@@ -52,7 +57,9 @@ class PoolWaitListener(ConnectionPoolListener):
 
 
 def create_mongo_client(
-    settings: Settings, observe_pool_wait_ms: Callable[[float], None] | None = None
+    settings: Settings,
+    observe_pool_wait_ms: Callable[[float], None] | None = None,
+    command_listeners: Sequence[CommandListener] = (),
 ) -> AsyncMongoClient[Document]:
     """One client (and so one pool) per worker, created in the lifespan after the fork."""
     assert settings.mongo_uri is not None
@@ -71,7 +78,10 @@ def create_mongo_client(
         # any w/journal given in MONGO_URI, so the durability promise is decided in one place.
         w=settings.mongo_write_concern,
         journal=settings.mongo_journal,
-        event_listeners=[PoolWaitListener(observe_pool_wait_ms)] if observe_pool_wait_ms else [],
+        event_listeners=[
+            *command_listeners,
+            *([PoolWaitListener(observe_pool_wait_ms)] if observe_pool_wait_ms else []),
+        ],
     )
 
 
