@@ -239,3 +239,18 @@ def test_tracing_shutdown_stops_putting_trace_ids_on_lines() -> None:
     RequestFields().filter(record)
 
     assert (record.trace_id, record.span_id, record.request_id) == (None, None, None)  # type: ignore[attr-defined]
+
+
+def test_outgoing_requests_carry_the_current_trace_context() -> None:
+    import httpx
+
+    tracing = Tracing.start(InMemorySpanExporter())
+    try:
+        outgoing = httpx.Request("POST", "http://llm.invalid/v1/chat/completions")
+        with tracing.tracer.start_as_current_span("list_metrics") as span:
+            asyncio.run(tracing.inject_trace_context(outgoing))
+        trace_id, span_id = f"{span.get_span_context().trace_id:032x}", f"{span.get_span_context().span_id:016x}"
+    finally:
+        tracing.shutdown()
+
+    assert outgoing.headers["traceparent"].startswith(f"00-{trace_id}-{span_id}-")  # then the flags: sampled
