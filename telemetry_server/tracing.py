@@ -21,9 +21,11 @@ from opentelemetry.trace import Link, Span, SpanKind, Status, StatusCode, Tracer
 
 from telemetry_server import logs
 from telemetry_server.http.types import Receive, Scope, Send
-from telemetry_server.ports import Lookup
+from telemetry_server.ports import Lookup, SharedCache
 from telemetry_server.services.cache_dependency import PointChange
 from telemetry_server.services.group_commit import GroupCommitter
+from telemetry_server.services.local_cache import LocalCache
+from telemetry_server.services.stats_records import Stats
 from telemetry_server.services.two_level_cache import TwoLevelCache
 
 log = logging.getLogger("telemetry_server.tracing")
@@ -31,9 +33,9 @@ log = logging.getLogger("telemetry_server.tracing")
 In = TypeVar("In")
 Out = TypeVar("Out")
 
-# What a request's dispatch tells its span once answered: the route's name and path (None: unmatched), and the
-# status sent.
-Answered = tuple[str | None, str | None, int]
+# What a request's dispatch tells its span once answered: the route's name (`unmatched` when none) and path
+# (None then), and the status sent.
+Answered = tuple[str, str | None, int]
 Dispatch = Callable[[Scope, Receive, Send], Awaitable[Answered]]
 
 # HTTP semantic conventions: any other method is `_OTHER`, so a client cannot grow the attribute's values.
@@ -106,7 +108,7 @@ class Tracing:
             span.set_attribute("error.type", type(exc).__qualname__)
             raise
         else:
-            span.update_name(name or "unmatched")
+            span.update_name(name)
             if path is not None:
                 span.set_attribute("http.route", path)
             span.set_attribute("http.response.status_code", status)
@@ -121,9 +123,9 @@ class Tracing:
         """An httpx request hook: the current trace's context goes out in the request's headers (traceparent)."""
         propagate.inject(request.headers)
 
-    def cache(self, *args: Any, **kwargs: Any) -> TwoLevelCache:
-        """A TwoLevelCache whose lookups and writes' records are spans (arguments as TwoLevelCache's)."""
-        return _TracedCache(self.tracer, *args, **kwargs)
+    def cache(self, local: LocalCache, shared: SharedCache, stats: Stats, echo_timeout_seconds: float) -> TwoLevelCache:
+        """A TwoLevelCache whose lookups and writes' records are spans."""
+        return _TracedCache(self.tracer, local, shared, stats, echo_timeout_seconds)
 
     def group_committer(
         self, commit: Callable[[Sequence[In]], Awaitable[Sequence[Out]]], **options: Any
@@ -173,8 +175,10 @@ def _request_attributes(scope: Scope) -> dict[str, Any]:
 
 
 class _TracedCache(TwoLevelCache):
-    def __init__(self, tracer: Tracer, *args: Any, **kwargs: Any) -> None:
-        super().__init__(*args, **kwargs)
+    def __init__(
+        self, tracer: Tracer, local: LocalCache, shared: SharedCache, stats: Stats, echo_timeout_seconds: float
+    ) -> None:
+        super().__init__(local, shared, stats, echo_timeout_seconds)
         self._tracer = tracer
 
     async def lookup(self, dependency: str, query_key: str) -> Lookup:

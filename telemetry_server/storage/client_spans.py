@@ -63,7 +63,8 @@ class MongoCommandSpans(CommandListener):
 
 def trace_redis(client: Redis, tracer: Tracer) -> Redis:
     """The client, its commands (scripts included) and its pipelines' round trips now spans."""
-    pool_kwargs = client.connection_pool.connection_kwargs
+    pool = getattr(client, "connection_pool", None)  # a cluster client has one per node instead
+    pool_kwargs: dict[str, Any] = pool.connection_kwargs if pool is not None else {}
     attributes: dict[str, Any] = {"db.system.name": "redis", "db.namespace": str(pool_kwargs.get("db", 0))}
     if "host" in pool_kwargs:
         attributes["server.address"], attributes["server.port"] = pool_kwargs["host"], pool_kwargs.get("port", 6379)
