@@ -1,12 +1,14 @@
 """Python time per request on the hot paths, in-process: the App on in-memory doubles, no sockets.
 
 Run: `.venv/bin/python -m bench.hot_path`. It prints µs per cached `GET /metrics` (an L1 hit) and per single
-`POST /metrics`; the PERF comments in telemetry_server cite its figures.
+`POST /metrics`; the PERF comments in telemetry_server cite its figures. `--tracing` measures the same with
+tracing on, every request sampled (or as OTEL_TRACES_SAMPLER says), its spans dropped rather than sent.
 """
 
 from __future__ import annotations
 
 import asyncio
+import sys
 import time
 from typing import Any
 
@@ -40,13 +42,23 @@ async def _per_request_us(app: App, overrides: dict[str, Any], body: bytes, coun
     return (time.perf_counter() - started) / count * 1e6
 
 
-async def _measure() -> None:
+async def _measure(tracing: bool) -> None:
     backends = Backends(InMemoryMetricStore(), InMemoryQueryCache(), InMemoryTokenSource())
 
     async def open_doubles(settings: Settings, stats: Stats) -> Backends:
         return backends
 
-    app = App(Settings(log_level="error"), open_doubles)
+    if tracing:
+        from opentelemetry.sdk.trace.export import SpanExporter, SpanExportResult
+
+        class Dropped(SpanExporter):
+            def export(self, spans: Any) -> SpanExportResult:
+                return SpanExportResult.SUCCESS
+
+        settings = Settings(log_level="error", tracing_endpoint="http://127.0.0.1:4318")
+        app = App(settings, open_doubles, span_exporter=Dropped())
+    else:
+        app = App(Settings(log_level="error"), open_doubles)
     await app.startup()
     try:
         print(f"cached GET /metrics: {await _per_request_us(app, _GET, b'', 20_000):.1f} µs of Python per request")
@@ -56,4 +68,4 @@ async def _measure() -> None:
 
 
 if __name__ == "__main__":
-    asyncio.run(_measure())
+    asyncio.run(_measure("--tracing" in sys.argv[1:]))

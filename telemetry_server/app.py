@@ -7,21 +7,21 @@ import contextlib
 import functools
 import itertools
 import logging
-import os
 import time
 from collections.abc import Awaitable, Callable, Coroutine
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 from telemetry_server.auth.guard import AccessGuard
 from telemetry_server.auth.policy import Access
 from telemetry_server.config import RedisTopology, Settings, parse_redis_uri
-from telemetry_server.errors import StorageUnavailable
+from telemetry_server.errors import ConfigurationError, StorageUnavailable
 from telemetry_server.http.problems import ProblemBody, problem_response
 from telemetry_server.http.request import Request
 from telemetry_server.http.responses import send_response
 from telemetry_server.http.router import Router
 from telemetry_server.http.types import Receive, Scope, Send
+from telemetry_server.logs import REQUEST_NUMBER, request_id
 from telemetry_server.models.timestamps import to_millis, utc_now
 from telemetry_server.ports import AggregationStore, KeyStore, MetricStore, SharedCache
 from telemetry_server.prompt.plugin import PromptPlugin, load_prompt_plugin
@@ -37,6 +37,7 @@ from telemetry_server.routes.query import QueryResource
 from telemetry_server.routes.remote_write import RemoteWriteResource
 from telemetry_server.routes.stats import StatsResource
 from telemetry_server.services.bulkhead import Bulkhead
+from telemetry_server.services.group_commit import GroupCommitter
 from telemetry_server.services.ingest_service import IngestService
 from telemetry_server.services.key_service import ApiKeyService, KeyRevocations
 from telemetry_server.services.local_cache import LocalCache
@@ -47,6 +48,11 @@ from telemetry_server.services.rate_limit import RateLimiter, TokenSource
 from telemetry_server.services.stats_records import Stats
 from telemetry_server.services.stats_service import StatsBoard, StatsService
 from telemetry_server.services.two_level_cache import TwoLevelCache
+
+if TYPE_CHECKING:  # OpenTelemetry is imported only when tracing is on
+    from opentelemetry.sdk.trace.export import SpanExporter
+
+    from telemetry_server.tracing import Answered, Tracing
 
 log = logging.getLogger("telemetry_server")
 
@@ -95,7 +101,14 @@ async def open_backends(settings: Settings, stats: Stats) -> Backends:
     assert settings.redis_uri is not None
     redis = create_redis_client(settings)
     subscriber = create_redis_client(settings, subscriber=True)
-    mongo = create_mongo_client(settings, stats.pool_wait_ms.observe)
+    command_listeners = []
+    if settings.tracing_endpoint is not None:
+        from telemetry_server.storage.client_spans import MongoCommandSpans, trace_redis
+        from telemetry_server.tracing import tracer
+
+        command_listeners.append(MongoCommandSpans(tracer()))
+        redis = trace_redis(redis, tracer())
+    mongo = create_mongo_client(settings, stats.pool_wait_ms.observe, command_listeners)
     store = MongoBucketStore(
         mongo,
         settings.database_name,
@@ -127,8 +140,9 @@ async def open_backends(settings: Settings, stats: Stats) -> Backends:
     )
 
 
-def open_prompt_parser(settings: Settings) -> PromptPlugin | None:
-    """The parser behind the prompt rules: a QUERY_PARSER plugin, the LLM parser, or none."""
+def open_prompt_parser(settings: Settings, tracing: Tracing | None = None) -> PromptPlugin | None:
+    """The parser behind the prompt rules: a QUERY_PARSER plugin, the LLM parser, or none. With tracing on, the
+    LLM's requests carry the trace context of the request they serve."""
     if settings.query_llm_url is None or settings.query_llm_model is None:
         return load_prompt_plugin(settings.query_parser)
     from telemetry_server.services.llm_prompt_parser import LlmPromptParser  # httpx: imported only when used
@@ -138,6 +152,7 @@ def open_prompt_parser(settings: Settings) -> PromptPlugin | None:
         settings.query_llm_model,
         settings.query_llm_timeout_ms / 1000,
         settings.query_llm_api_key,
+        on_request=tracing.inject_trace_context if tracing is not None else None,
     )
 
 
@@ -153,14 +168,21 @@ class Components:
     queries: QueryService | None = None
 
 
-def build_components(backends: Backends, settings: Settings, stats: Stats) -> Components:
+def build_components(
+    backends: Backends, settings: Settings, stats: Stats, tracing: Tracing | None = None
+) -> Components:
     local = LocalCache(
         settings.l1_cache_entries,
         settings.l1_cache_ttl_ms / 1000,
         max_bytes=settings.l1_cache_bytes,
         page_ttl_seconds=settings.cache_ttl_seconds,
     )
-    cache = TwoLevelCache(local, backends.cache, stats, echo_timeout_seconds=settings.redis_timeout_ms / 1000)
+    echo_timeout = settings.redis_timeout_ms / 1000
+    cache = (
+        TwoLevelCache(local, backends.cache, stats, echo_timeout_seconds=echo_timeout)
+        if tracing is None
+        else tracing.cache(local, backends.cache, stats, echo_timeout_seconds=echo_timeout)
+    )
     policy = WritePolicy(
         group_max=settings.write_batch_max,
         group_delay_seconds=settings.write_batch_delay_ms / 1000,
@@ -171,7 +193,12 @@ def build_components(backends: Backends, settings: Settings, stats: Stats) -> Co
         settings.listing_concurrency, settings.query_timeout_ms / 1000, "the listing", "narrow the filters or retry"
     )
     metrics = MetricService(
-        backends.store, cache, policy, on_batch=stats.batch_sizes.observe, filtered_listings=listings
+        backends.store,
+        cache,
+        policy,
+        on_batch=stats.batch_sizes.observe,
+        filtered_listings=listings,
+        group_committer=GroupCommitter if tracing is None else tracing.group_committer,
     )
     limiter = RateLimiter(
         backends.tokens, settings.rate_limit_per_second, settings.rate_limit_burst, on_limited=stats.count_limited
@@ -183,7 +210,7 @@ def build_components(backends: Backends, settings: Settings, stats: Stats) -> Co
             backends.aggregations,
             backends.store,
             cache,
-            plugin=open_prompt_parser(settings),
+            plugin=open_prompt_parser(settings, tracing),
             max_limit=settings.max_page_size,
             concurrency=settings.query_concurrency,
             timeout_seconds=settings.query_timeout_ms / 1000,
@@ -221,7 +248,12 @@ def build_components(backends: Backends, settings: Settings, stats: Stats) -> Co
 class App:
     """One per worker process. Backends are opened in the lifespan, after the fork, and closed with it."""
 
-    def __init__(self, settings: Settings, backends_factory: BackendsFactory = open_backends) -> None:
+    def __init__(
+        self,
+        settings: Settings,
+        backends_factory: BackendsFactory = open_backends,
+        span_exporter: SpanExporter | None = None,  # tests: where spans go instead of OTLP/HTTP
+    ) -> None:
         self.settings = settings
         self.stats = Stats()
         self._backends_factory = backends_factory
@@ -229,22 +261,32 @@ class App:
         self._components: Components | None = None
         self._guard = AccessGuard(settings)
         self._tasks: list[asyncio.Task[None]] = []
-        self._request_ids = itertools.count(1)
-        self._id_prefix = f"{os.getpid():x}"
+        self._request_numbers = itertools.count(1)
+        self._span_exporter = span_exporter
+        self._tracing: Tracing | None = None
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "http":
-            await self._http(scope, receive, send)
+            # Every line logged while the request is served carries its id (telemetry_server/logs.py).
+            token = REQUEST_NUMBER.set(next(self._request_numbers))
+            try:
+                if self._tracing is None:
+                    await self._http(scope, receive, send)
+                else:
+                    await self._tracing.serve(scope, receive, send, self._http)
+            finally:
+                REQUEST_NUMBER.reset(token)
         elif scope["type"] == "lifespan":
             await self._lifespan(receive, send)
 
-    async def _http(self, scope: Scope, receive: Receive, send: Send) -> None:
+    async def _http(self, scope: Scope, receive: Receive, send: Send) -> Answered:
         started = time.perf_counter()
         settings = self.settings
         request = Request(
             scope, receive, settings.max_body_bytes, settings.max_json_depth, settings.http_body_timeout_ms / 1000
         )
         name = "unmatched"
+        path = None
         quota_headers: list[tuple[bytes, bytes]] = []
         problem_body: ProblemBody | None = None
         try:
@@ -252,7 +294,7 @@ class App:
             if components is None:
                 raise StorageUnavailable("the server is starting")
             route, request.params = components.router.resolve(request.method, request.path)
-            name = route.name
+            name, path = route.name, route.path
             if route.problem_body is not None:
                 problem_body = functools.partial(route.problem_body, request)
             await self._guard.authorize(request, name)  # first: the rate limiter counts per key
@@ -260,14 +302,24 @@ class App:
                 quota_headers = (await components.limiter.admit(request.client_id)).headers()
             response = await route.handler(request)
         except Exception as exc:
-            response = problem_response(exc, f"{self._id_prefix}-{next(self._request_ids):x}", problem_body)
+            response = problem_response(exc, request_id(REQUEST_NUMBER.get() or 0), problem_body)
             quota_headers = []  # a refusal carries its own (a 429 its quota)
         await send_response(send, response, quota_headers, head=request.method == "HEAD")
         self.stats.observe_request(name, response.status, (time.perf_counter() - started) * 1000)
+        return name, path, response.status
 
     async def startup(self) -> None:
+        if self.settings.tracing_endpoint is not None:
+            try:
+                from telemetry_server.tracing import Tracing
+            except ImportError as exc:
+                raise ConfigurationError(
+                    "OTEL_EXPORTER_OTLP_ENDPOINT",
+                    f"tracing needs the OpenTelemetry SDK: pip install 'telemetry-server[tracing]' ({exc})",
+                ) from exc
+            self._tracing = Tracing.start(self._span_exporter)
         self._backends = backends = await self._backends_factory(self.settings, self.stats)
-        self._components = components = build_components(backends, self.settings, self.stats)
+        self._components = components = build_components(backends, self.settings, self.stats, self._tracing)
         self._guard.start(backends.keys, components.router.routes)
         cache = components.cache
         self._spawn(self._ensure_indexes(backends.store))
@@ -294,6 +346,9 @@ class App:
             await self._backends.cache.aclose()
             await self._backends.store.aclose()
         self._components = self._backends = None
+        if self._tracing is not None:
+            self._tracing.shutdown()  # sends the spans still batched
+            self._tracing = None
 
     def _spawn(self, work: Coroutine[Any, Any, None]) -> None:
         self._tasks.append(asyncio.get_running_loop().create_task(work))

@@ -20,6 +20,7 @@ from telemetry_server import engines
 from telemetry_server.auth.keys import Role, generate_key
 from telemetry_server.config import Settings, load_settings, read_environment
 from telemetry_server.errors import ConfigurationError
+from telemetry_server.logs import configure_logging
 
 log = logging.getLogger("telemetry_server.cli")
 
@@ -33,7 +34,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except ConfigurationError as exc:
         print(f"telemetry-server: configuration error: {exc}", file=sys.stderr)
         return 2
-    logging.basicConfig(level=settings.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    configure_logging(settings.log_level, settings.log_format)
     try:
         if args.command == "serve":
             return serve(replace(settings, **_overrides(args)), environ)

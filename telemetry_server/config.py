@@ -15,6 +15,7 @@ from dotenv import dotenv_values
 
 from telemetry_server.auth.keys import parse_key
 from telemetry_server.errors import ConfigurationError
+from telemetry_server.logs import LogFormat
 from telemetry_server.models.retention import RollupSize
 from telemetry_server.models.time_range import parse_duration
 
@@ -112,6 +113,9 @@ class Settings:
     promql_max_series: int = 10_000
     promql_max_points: int = 5_000_000
     promql_timeout: timedelta = timedelta(seconds=30)
+    # Observability: the lines' format, and where spans go (OTLP/HTTP; None: tracing off, and free).
+    log_format: LogFormat = LogFormat.TEXT
+    tracing_endpoint: str | None = None
 
     @property
     def database_name(self) -> str:
@@ -191,6 +195,8 @@ def load_settings(environ: Mapping[str, str]) -> Settings:
         promql_max_series=env.integer("PROMQL_MAX_SERIES", DEFAULTS.promql_max_series, 1, 10_000_000),
         promql_max_points=env.integer("PROMQL_MAX_POINTS", DEFAULTS.promql_max_points, 1, 10**10),
         promql_timeout=env.duration("PROMQL_TIMEOUT") or DEFAULTS.promql_timeout,
+        log_format=LogFormat(env.choice("LOG_FORMAT", [f.value for f in LogFormat], DEFAULTS.log_format.value)),
+        tracing_endpoint=_tracing_endpoint(env),
     )
     if settings.default_page_size > settings.max_page_size:
         raise ConfigurationError("DEFAULT_PAGE_SIZE", "must not exceed MAX_PAGE_SIZE")
@@ -230,6 +236,18 @@ def _check_retention(settings: Settings) -> None:
         assert settings.retention is not None
         if settings.rollup_retention <= settings.retention:
             raise ConfigurationError("ROLLUP_RETENTION", "must be longer than RETENTION, or rollups answer nothing")
+
+
+def _tracing_endpoint(env: _Reader) -> str | None:
+    """OpenTelemetry's own variables decide: an OTLP endpoint turns tracing on, OTEL_SDK_DISABLED or
+    OTEL_TRACES_EXPORTER=none turn it off. The SDK reads the rest of its OTEL_* variables itself."""
+    exporter = env.choice("OTEL_TRACES_EXPORTER", ["otlp", "none"], "otlp")
+    env.choice("OTEL_EXPORTER_OTLP_PROTOCOL", ["http/protobuf"], "http/protobuf")  # the one exporter installed
+    if env.boolean("OTEL_SDK_DISABLED", False) or exporter == "none":
+        return None
+    return env.uri("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT", ("http", "https")) or env.uri(
+        "OTEL_EXPORTER_OTLP_ENDPOINT", ("http", "https")
+    )
 
 
 def read_environment(root: Path, environ: Mapping[str, str] | None = None) -> dict[str, str]:

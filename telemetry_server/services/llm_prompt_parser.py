@@ -11,7 +11,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 
 import httpx
 import orjson
@@ -50,9 +50,18 @@ class LlmPromptParser:
         self._flights: SingleFlight[str | None] = SingleFlight()  # a burst of one prompt asks once
 
     @classmethod
-    def connect(cls, url: str, model: str, timeout_seconds: float, api_key: str | None = None) -> LlmPromptParser:
+    def connect(
+        cls,
+        url: str,
+        model: str,
+        timeout_seconds: float,
+        api_key: str | None = None,
+        on_request: Callable[[httpx.Request], Awaitable[None]] | None = None,
+    ) -> LlmPromptParser:
+        """`on_request` sees every request before it is sent (tracing adds the trace context's headers)."""
         headers = {"authorization": f"Bearer {api_key}"} if api_key else {}
-        client = httpx.AsyncClient(base_url=url, headers=headers, timeout=timeout_seconds)
+        hooks = {"request": [on_request]} if on_request is not None else {}
+        client = httpx.AsyncClient(base_url=url, headers=headers, timeout=timeout_seconds, event_hooks=hooks)
         return cls(client, model, timeout_seconds)
 
     async def __call__(self, request: PromptRequest) -> ParsedPrompt | None:

@@ -79,13 +79,14 @@ class MetricService:
         clock: Callable[[], datetime] = utc_now,
         on_batch: Callable[[int], None] = lambda size: None,
         filtered_listings: Bulkhead | None = None,
+        group_committer: Callable[..., GroupCommitter[MetricInput, Metric]] = GroupCommitter,  # tracing: spans
     ) -> None:
         self._store = store
         self._filtered_listings = filtered_listings
         self._cache = cache
         self._chunk_size = policy.chunk_size
         self._on_batch = on_batch
-        self._committer: GroupCommitter[MetricInput, Metric] = GroupCommitter(
+        self._committer: GroupCommitter[MetricInput, Metric] = group_committer(
             self._commit,
             max_batch=policy.group_max,
             max_delay_seconds=policy.group_delay_seconds,

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import AbstractContextManager, asynccontextmanager, nullcontext
 from contextvars import ContextVar
 from datetime import datetime
@@ -20,7 +20,12 @@ from pymongo.errors import (
     ServerSelectionTimeoutError,
     WriteConcernError,
 )
-from pymongo.monitoring import ConnectionCheckedOutEvent, ConnectionCheckOutFailedEvent, ConnectionPoolListener
+from pymongo.monitoring import (
+    CommandListener,
+    ConnectionCheckedOutEvent,
+    ConnectionCheckOutFailedEvent,
+    ConnectionPoolListener,
+)
 
 from telemetry_server.config import Settings
 from telemetry_server.errors import QueryTimedOut, StorageUnavailable
@@ -54,7 +59,9 @@ class PoolWaitListener(ConnectionPoolListener):
 
 
 def create_mongo_client(
-    settings: Settings, observe_pool_wait_ms: Callable[[float], None] | None = None
+    settings: Settings,
+    observe_pool_wait_ms: Callable[[float], None] | None = None,
+    command_listeners: Sequence[CommandListener] = (),
 ) -> AsyncMongoClient[Document]:
     """One client (and so one pool) per worker, created in the lifespan after the fork."""
     assert settings.mongo_uri is not None
@@ -76,7 +83,10 @@ def create_mongo_client(
         # pymongo's default, said here because inserts rely on it: a write cut off by a lost connection or a
         # failover is sent once more, to the new primary (storage/mongo.py insert_idempotent).
         retryWrites=True,
-        event_listeners=[PoolWaitListener(observe_pool_wait_ms)] if observe_pool_wait_ms else [],
+        event_listeners=[
+            *command_listeners,
+            *([PoolWaitListener(observe_pool_wait_ms)] if observe_pool_wait_ms else []),
+        ],
     )
 
 

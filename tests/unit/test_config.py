@@ -293,3 +293,28 @@ def test_a_bad_llm_setting_names_its_variable(environ: dict[str, str], variable:
         load_settings(environ)
 
     assert caught.value.variable == variable
+
+
+def test_an_otlp_endpoint_turns_tracing_on_and_opentelemetry_variables_turn_it_off() -> None:
+    endpoint = "http://collector:4318"
+    assert load_settings({}).tracing_endpoint is None
+    assert load_settings({"OTEL_EXPORTER_OTLP_ENDPOINT": endpoint}).tracing_endpoint == endpoint
+    traces = "https://collector:4318/v1/traces"
+    both = {"OTEL_EXPORTER_OTLP_ENDPOINT": endpoint, "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT": traces}
+    assert load_settings(both).tracing_endpoint == traces
+    assert load_settings({**both, "OTEL_SDK_DISABLED": "true"}).tracing_endpoint is None
+    assert load_settings({**both, "OTEL_TRACES_EXPORTER": "none"}).tracing_endpoint is None
+
+
+@pytest.mark.parametrize(
+    ("variable", "value"),
+    [
+        ("OTEL_EXPORTER_OTLP_ENDPOINT", "collector:4318"),
+        ("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT", "grpc://collector:4317"),
+        ("OTEL_EXPORTER_OTLP_PROTOCOL", "grpc"),
+        ("OTEL_TRACES_EXPORTER", "zipkin"),
+    ],
+)
+def test_a_tracing_setting_this_server_cannot_honour_is_refused(variable: str, value: str) -> None:
+    with pytest.raises(ConfigurationError, match=variable):
+        load_settings({"OTEL_EXPORTER_OTLP_ENDPOINT": "http://collector:4318", variable: value})
