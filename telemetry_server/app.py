@@ -137,7 +137,9 @@ class Components:
     queries: QueryService | None = None
 
 
-def build_components(backends: Backends, settings: Settings, stats: Stats) -> Components:
+def build_components(
+    backends: Backends, settings: Settings, stats: Stats, draining: Callable[[], bool] = lambda: False
+) -> Components:
     local = LocalCache(
         settings.l1_cache_entries,
         settings.l1_cache_ttl_ms / 1000,
@@ -174,7 +176,7 @@ def build_components(backends: Backends, settings: Settings, stats: Stats) -> Co
         )
     ingest = IngestService(metrics, limiter)
     routes = [
-        *HealthResource(backends.store, cache).routes(),
+        *HealthResource(backends.store, cache, draining).routes(),
         *MetricResource(metrics, limiter, settings).routes(),
         *InfluxResource(ingest, settings).routes(),
         *RemoteWriteResource(ingest, settings).routes(),
@@ -194,8 +196,14 @@ def build_components(backends: Backends, settings: Settings, stats: Stats) -> Co
 class App:
     """One per worker process. Backends are opened in the lifespan, after the fork, and closed with it."""
 
-    def __init__(self, settings: Settings, backends_factory: BackendsFactory = open_backends) -> None:
+    def __init__(
+        self,
+        settings: Settings,
+        backends_factory: BackendsFactory = open_backends,
+        draining: Callable[[], bool] = lambda: False,
+    ) -> None:
         self.settings = settings
+        self._draining = draining
         self.stats = Stats()
         self._backends_factory = backends_factory
         self._backends: Backends | None = None
@@ -240,7 +248,7 @@ class App:
 
     async def startup(self) -> None:
         self._backends = backends = await self._backends_factory(self.settings, self.stats)
-        self._components = components = build_components(backends, self.settings, self.stats)
+        self._components = components = build_components(backends, self.settings, self.stats, self._draining)
         self._guard.start(backends.keys, components.router.routes)
         cache = components.cache
         self._spawn(self._ensure_indexes(backends.store))

@@ -34,6 +34,11 @@ class Environment(StrEnum):
     def requires_auth(self) -> bool:
         return self in (Environment.STAGING, Environment.PROD)
 
+    @property
+    def drains_on_stop(self) -> bool:
+        """Staging and prod run behind balancers; elsewhere SIGTERM stops at once, as tests and developers expect."""
+        return self in (Environment.STAGING, Environment.PROD)
+
 
 @dataclass(frozen=True)
 class Settings:
@@ -94,6 +99,8 @@ class Settings:
     rollups: tuple[RollupSize, ...] = ()
     rollup_retention: timedelta | None = None
     upkeep_period_seconds: int = 60
+    # Behind a load balancer: how long SIGTERM leaves the server serving with /readyz at 503 (see drain.py).
+    shutdown_drain_seconds: int = 0
 
     @property
     def database_name(self) -> str:
@@ -101,6 +108,8 @@ class Settings:
 
 
 DEFAULTS = Settings()
+# Two failed probes of a balancer checking every second, with a margin: see README, Many instances.
+_DRAIN_SECONDS = 5
 _LOG_LEVELS = ("critical", "error", "warning", "info", "debug")
 _PLUGIN = re.compile(r"^[A-Za-z_][\w]*(\.[A-Za-z_]\w*)*:[A-Za-z_]\w*$")
 
@@ -167,6 +176,9 @@ def load_settings(environ: Mapping[str, str]) -> Settings:
         rollups=env.rollup_sizes("ROLLUPS"),
         rollup_retention=env.duration("ROLLUP_RETENTION"),
         upkeep_period_seconds=env.integer("UPKEEP_PERIOD_SECONDS", DEFAULTS.upkeep_period_seconds, 0, 86_400),
+        shutdown_drain_seconds=env.integer(
+            "SHUTDOWN_DRAIN_SECONDS", _DRAIN_SECONDS if Environment(environment).drains_on_stop else 0, 0, 300
+        ),
     )
     if settings.default_page_size > settings.max_page_size:
         raise ConfigurationError("DEFAULT_PAGE_SIZE", "must not exceed MAX_PAGE_SIZE")

@@ -293,3 +293,11 @@ def test_a_bad_llm_setting_names_its_variable(environ: dict[str, str], variable:
         load_settings(environ)
 
     assert caught.value.variable == variable
+
+
+def test_only_staging_and_prod_drain_before_a_stop_by_default() -> None:
+    uris = {"MONGO_URI": "mongodb://db", "REDIS_URI": "redis://cache"}
+
+    assert load_settings({"ENVIRONMENT": "test"}).shutdown_drain_seconds == 0
+    assert load_settings({"ENVIRONMENT": "prod", **uris}).shutdown_drain_seconds == 5
+    assert load_settings({"ENVIRONMENT": "staging", "SHUTDOWN_DRAIN_SECONDS": "0", **uris}).shutdown_drain_seconds == 0
