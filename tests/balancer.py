@@ -27,6 +27,9 @@ defaults
     timeout connect 2s
     timeout client 60s
     timeout server 60s
+    # A probe may take this long: without it HAProxy allows one interval, and a server busy with batch writes
+    # answered /readyz later than 0.25 s and was taken out (its 503 when draining still comes at once).
+    timeout check 2s
     # No retry on another server: a restart must be clean by the instances' drain alone (with `retries 3` and
     # `option redispatch` HAProxy hid refused connections of instances stopped without one, measured 2026-11-28).
     retries 0
