@@ -30,7 +30,7 @@ class DrainMark:
             self.path.touch()
 
     def is_set(self) -> bool:
-        # PERF: one stat() per readiness probe, a few per second; requests never look.
+        # A stat() per readiness probe, a few a second; requests never look.
         return self.path is not None and self.path.exists()
 
 

@@ -147,7 +147,10 @@ def test_the_rate_limit_is_global(fleet: Fleet) -> None:
     assert {server for _, server in answers} == {server_name(i) for i in range(INSTANCES)}
     # Limits kept per instance would have admitted about 3 bursts.
     assert admitted <= BURST + RATE * elapsed + 1, f"{admitted} admitted in {elapsed:.1f} s"
-    assert admitted >= BURST, f"only {admitted} admitted: the shared bucket lost tokens"
+    # What a worker leased and did not spend lapses after a second (leases of 1-2 tokens at this rate, 2
+    # workers an instance); nothing more may go missing.
+    lapsed_at_most = INSTANCES * 2 * 2
+    assert admitted >= BURST - lapsed_at_most, f"only {admitted} admitted: the shared bucket lost tokens"
 
 
 def test_a_revoked_key_is_refused_by_every_instance_within_a_second(fleet: Fleet) -> None:
