@@ -84,7 +84,15 @@ class Balancer:
             raise RuntimeError(f"HAProxy did not see every server up: {self._log.read_text()[-2000:]}")
 
     def states(self) -> dict[str, str]:
-        """Each server's state as HAProxy sees it (UP, DOWN, `UP 1/2` while rising...), from its stats socket."""
+        """Each server's state as HAProxy sees it (UP, DOWN, `UP 1/2` while rising...)."""
+        return {name: row["status"] for name, row in self._servers().items()}
+
+    def last_checks(self) -> dict[str, str]:
+        """Each server's last health check: `L7STS 503` (it answered 503), `L4CON` (connection refused)..."""
+        return {name: f"{row['check_status']} {row['check_code']}".strip() for name, row in self._servers().items()}
+
+    def _servers(self) -> dict[str, dict[str, str]]:
+        """The servers' rows of HAProxy's statistics, from its admin socket."""
         try:
             with socket.socket(socket.AF_UNIX) as admin:
                 admin.settimeout(2)
@@ -96,7 +104,7 @@ class Balancer:
         except OSError:
             return {}
         rows = csv.DictReader(reply.decode().removeprefix("# ").splitlines())
-        return {row["svname"]: row["status"] for row in rows if row["svname"] not in ("FRONTEND", "BACKEND")}
+        return {row["svname"]: row for row in rows if row["svname"] not in ("FRONTEND", "BACKEND")}
 
     def wait_for_states(self, wanted: dict[str, str], seconds: float) -> bool:
         deadline = time.monotonic() + seconds
