@@ -44,6 +44,16 @@ else
   fi
 fi
 
+echo "== HAProxy (the load balancer of the many-instances test)"
+# Installed with apt-get when missing; a machine where it cannot be still runs the suite, that test skipped.
+scripts/fleet.sh haproxy >/dev/null || echo "test.sh: HAProxy could not be installed (see above); its test will be skipped"
+echo "== kubeconform (validates deploy/kubernetes/ offline; built once per machine, then cached)"
+if kubeconform=$(scripts/fleet.sh kubeconform); then
+  export KUBECONFORM_BIN="$kubeconform"
+else
+  echo "test.sh: kubeconform could not be built (see above); the manifests' schema tests will be skipped"
+fi
+
 echo "== services"
 uris=$(SERVICES_MODE=local SERVICES_STATE_DIR="$state/services" scripts/services.sh up)
 eval "$uris"

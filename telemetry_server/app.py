@@ -169,7 +169,11 @@ class Components:
 
 
 def build_components(
-    backends: Backends, settings: Settings, stats: Stats, tracing: Tracing | None = None
+    backends: Backends,
+    settings: Settings,
+    stats: Stats,
+    tracing: Tracing | None = None,
+    draining: Callable[[], bool] = lambda: False,
 ) -> Components:
     local = LocalCache(
         settings.l1_cache_entries,
@@ -227,7 +231,7 @@ def build_components(
             clock_ms=lambda: to_millis(utc_now()),
         )
     routes = [
-        *HealthResource(backends.store, cache).routes(),
+        *HealthResource(backends.store, cache, draining).routes(),
         *MetricResource(metrics, limiter, settings).routes(),
         *InfluxResource(ingest, settings).routes(),
         *RemoteWriteResource(ingest, settings).routes(),
@@ -253,8 +257,10 @@ class App:
         settings: Settings,
         backends_factory: BackendsFactory = open_backends,
         span_exporter: SpanExporter | None = None,  # tests: where spans go instead of OTLP/HTTP
+        draining: Callable[[], bool] = lambda: False,
     ) -> None:
         self.settings = settings
+        self._draining = draining
         self.stats = Stats()
         self._backends_factory = backends_factory
         self._backends: Backends | None = None
@@ -319,7 +325,9 @@ class App:
                 ) from exc
             self._tracing = Tracing.start(self._span_exporter)
         self._backends = backends = await self._backends_factory(self.settings, self.stats)
-        self._components = components = build_components(backends, self.settings, self.stats, self._tracing)
+        self._components = components = build_components(
+            backends, self.settings, self.stats, self._tracing, draining=self._draining
+        )
         self._guard.start(backends.keys, components.router.routes)
         cache = components.cache
         self._spawn(self._ensure_indexes(backends.store))

@@ -11,6 +11,7 @@ import json
 import logging
 import os
 import sys
+import tempfile
 from collections.abc import Sequence
 from dataclasses import replace
 from pathlib import Path
@@ -19,6 +20,7 @@ from typing import Any
 from telemetry_server import engines
 from telemetry_server.auth.keys import Role, generate_key
 from telemetry_server.config import Settings, load_settings, read_environment
+from telemetry_server.drain import DRAIN_MARK_VARIABLE, DrainMark, DrainOnTerm
 from telemetry_server.errors import ConfigurationError
 from telemetry_server.logs import configure_logging
 
@@ -83,7 +85,7 @@ def serve(settings: Settings, environ: dict[str, str]) -> int:
             settings.database_name,
             "on" if settings.auth_enabled else "OFF (AUTH_ENABLED=false)",
         )
-        Granian(
+        server = Granian(
             "telemetry_server.asgi:create_app",
             factory=True,
             address=settings.host,
@@ -96,7 +98,13 @@ def serve(settings: Settings, environ: dict[str, str]) -> int:
                 header_read_timeout=settings.http_header_timeout_ms,
                 max_buffer_size=settings.http_max_buffer_bytes,
             ),
-        ).serve()
+        )
+        if settings.shutdown_drain_seconds:
+            mark = DrainMark(Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="telemetry-drain-"))) / "mark")
+            os.environ[DRAIN_MARK_VARIABLE] = str(mark.path)
+            drain = DrainOnTerm(mark, settings.shutdown_drain_seconds, server.signal_handler_interrupt)
+            server.on_startup(drain.install)  # startup hooks run after Granian has set its signal handlers
+        server.serve()
     return 0
 
 

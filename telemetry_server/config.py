@@ -35,6 +35,11 @@ class Environment(StrEnum):
     def requires_auth(self) -> bool:
         return self in (Environment.STAGING, Environment.PROD)
 
+    @property
+    def drains_on_stop(self) -> bool:
+        """Staging and prod run behind balancers; elsewhere SIGTERM stops at once, as tests and developers expect."""
+        return self in (Environment.STAGING, Environment.PROD)
+
 
 class ReadPreference(StrEnum):
     """Where listings read, as MONGO_READ_PREFERENCE spells it (any case); the names are pymongo's."""
@@ -116,6 +121,8 @@ class Settings:
     # Observability: the lines' format, and where spans go (OTLP/HTTP; None: tracing off, and free).
     log_format: LogFormat = LogFormat.TEXT
     tracing_endpoint: str | None = None
+    # Behind a load balancer: how long SIGTERM leaves the server serving with /readyz at 503 (see drain.py).
+    shutdown_drain_seconds: int = 0
 
     @property
     def database_name(self) -> str:
@@ -123,6 +130,8 @@ class Settings:
 
 
 DEFAULTS = Settings()
+# Two failed probes of a balancer checking every second, with a margin: see README, Many instances.
+_DRAIN_SECONDS = 5
 _LOG_LEVELS = ("critical", "error", "warning", "info", "debug")
 _PLUGIN = re.compile(r"^[A-Za-z_][\w]*(\.[A-Za-z_]\w*)*:[A-Za-z_]\w*$")
 
@@ -197,6 +206,9 @@ def load_settings(environ: Mapping[str, str]) -> Settings:
         promql_timeout=env.duration("PROMQL_TIMEOUT") or DEFAULTS.promql_timeout,
         log_format=LogFormat(env.choice("LOG_FORMAT", [f.value for f in LogFormat], DEFAULTS.log_format.value)),
         tracing_endpoint=_tracing_endpoint(env),
+        shutdown_drain_seconds=env.integer(
+            "SHUTDOWN_DRAIN_SECONDS", _DRAIN_SECONDS if Environment(environment).drains_on_stop else 0, 0, 300
+        ),
     )
     if settings.default_page_size > settings.max_page_size:
         raise ConfigurationError("DEFAULT_PAGE_SIZE", "must not exceed MAX_PAGE_SIZE")

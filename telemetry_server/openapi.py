@@ -158,11 +158,11 @@ _SCHEMAS: Schema = {
         "type": "object",
         "required": ["status", "mongo", "redis"],
         "properties": {
-            "status": {"enum": ["ready", "unavailable"]},
+            "status": {"enum": ["ready", "unavailable", "draining"]},
             "mongo": {"enum": ["up", "down"]},
             "redis": {"enum": ["up", "down"]},
             "down": {"type": "array", "items": {"enum": ["mongo", "redis"]}},
-            "detail": {"type": "string", "description": "What being down means, when a dependency is."},
+            "detail": {"type": "string", "description": "What being down or draining means, when either is so."},
         },
     },
 }

@@ -76,8 +76,10 @@ def redis_uri(redis_factory: Callable[[], engines.Engine]) -> str:
 class ServerProcess:
     """A telemetry-server started with `telemetry-server serve`, stopped with SIGTERM."""
 
-    def __init__(self, env: dict[str, str], workers: int, log_path: Path, ready_path: str = "/readyz") -> None:
-        self.port = engines.free_port()
+    def __init__(
+        self, env: dict[str, str], workers: int, log_path: Path, ready_path: str = "/readyz", port: int | None = None
+    ) -> None:
+        self.port = port or engines.free_port()  # a port of its own, or a stopped server's (a restart)
         self.base_url = f"http://127.0.0.1:{self.port}"
         command = [sys.executable, "-m", "telemetry_server", "serve", "--workers", str(workers)]
         command += ["--port", str(self.port)]

@@ -48,6 +48,7 @@ def make_app(runner: asyncio.Runner) -> Iterator[AppFactory]:
         cache: InMemoryQueryCache | None = None,
         tokens: InMemoryTokenSource | None = None,
         start: bool = True,
+        draining: Callable[[], bool] = lambda: False,
         **settings: Any,
     ) -> Harness:
         store = store or InMemoryMetricStore()
@@ -57,7 +58,7 @@ def make_app(runner: asyncio.Runner) -> Iterator[AppFactory]:
         async def open_fakes(_: Settings, __: Stats) -> Backends:
             return backends
 
-        app = App(Settings(**settings), open_fakes)
+        app = App(Settings(**settings), open_fakes, draining)
         lifespan = Lifespan(app)
         if start:
             started.append(lifespan)

@@ -318,3 +318,11 @@ def test_an_otlp_endpoint_turns_tracing_on_and_opentelemetry_variables_turn_it_o
 def test_a_tracing_setting_this_server_cannot_honour_is_refused(variable: str, value: str) -> None:
     with pytest.raises(ConfigurationError, match=variable):
         load_settings({"OTEL_EXPORTER_OTLP_ENDPOINT": "http://collector:4318", variable: value})
+
+
+def test_only_staging_and_prod_drain_before_a_stop_by_default() -> None:
+    uris = {"MONGO_URI": "mongodb://db", "REDIS_URI": "redis://cache"}
+
+    assert load_settings({"ENVIRONMENT": "test"}).shutdown_drain_seconds == 0
+    assert load_settings({"ENVIRONMENT": "prod", **uris}).shutdown_drain_seconds == 5
+    assert load_settings({"ENVIRONMENT": "staging", "SHUTDOWN_DRAIN_SECONDS": "0", **uris}).shutdown_drain_seconds == 0
