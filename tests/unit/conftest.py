@@ -58,7 +58,7 @@ def make_app(runner: asyncio.Runner) -> Iterator[AppFactory]:
         async def open_fakes(_: Settings, __: Stats) -> Backends:
             return backends
 
-        app = App(Settings(**settings), open_fakes, draining)
+        app = App(Settings(**settings), open_fakes, draining=draining)
         lifespan = Lifespan(app)
         if start:
             started.append(lifespan)
