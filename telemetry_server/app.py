@@ -22,7 +22,7 @@ from telemetry_server.http.request import Request
 from telemetry_server.http.responses import send_response
 from telemetry_server.http.router import Router
 from telemetry_server.http.types import Receive, Scope, Send
-from telemetry_server.ports import AggregationStore, KeyStore, MetricStore, SharedCache
+from telemetry_server.ports import AggregationStore, KeyStore, MetricStore, SeriesCatalog, SharedCache
 from telemetry_server.prompt.plugin import PromptPlugin, load_prompt_plugin
 from telemetry_server.routes.health import HealthResource
 from telemetry_server.routes.influx import InfluxResource
@@ -32,6 +32,7 @@ from telemetry_server.routes.openapi import OpenApiResource
 from telemetry_server.routes.otlp import OtlpResource
 from telemetry_server.routes.query import QueryResource
 from telemetry_server.routes.remote_write import RemoteWriteResource
+from telemetry_server.routes.series import SeriesResource
 from telemetry_server.routes.stats import StatsResource
 from telemetry_server.services.bulkhead import Bulkhead
 from telemetry_server.services.ingest_service import IngestService
@@ -65,6 +66,7 @@ class Backends:
     board: StatsBoard | None = None
     keys: KeyStore | None = None  # without one, /admin/keys is not served and auth cannot be on
     revocations: KeyRevocations | None = None  # without one, a revocation reaches workers by their key cache's expiry
+    series: SeriesCatalog | None = None  # without one, /series/names and /series/tags are not served
     aggregations: AggregationStore | None = None  # without one, /metrics/aggregate and /query are not served
     upkeep: Upkeep | None = None  # without one, small buckets stay small and nothing expires but in answers
 
@@ -102,6 +104,7 @@ async def open_backends(settings: Settings, stats: Stats) -> Backends:
         tokens=RedisTokenSource(redis, namespace, settings.rate_limit_per_second, settings.rate_limit_burst),
         board=RedisStatsBoard(redis, namespace),
         keys=MongoKeyStore(mongo, settings.database_name),
+        series=store.registry,
         upkeep=BucketUpkeep.from_settings(mongo[settings.database_name], settings),
         revocations=RedisKeyRevocations(redis, subscriber, namespace),
         # One series index per worker: aggregates resolve filters through the store's.
@@ -186,6 +189,7 @@ def build_components(backends: Backends, settings: Settings, stats: Stats) -> Co
             if backends.keys is not None
             else []
         ),
+        *(SeriesResource(backends.series).routes() if backends.series is not None else []),
     ]
     router = Router([*routes, *OpenApiResource(routes).routes()])
     return Components(router, metrics, cache, limiter, stats_service, queries)
