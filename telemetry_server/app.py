@@ -24,6 +24,7 @@ from telemetry_server.http.router import Router
 from telemetry_server.http.types import Receive, Scope, Send
 from telemetry_server.ports import AggregationStore, KeyStore, MetricStore, SeriesCatalog, SharedCache
 from telemetry_server.prompt.plugin import PromptPlugin, load_prompt_plugin
+from telemetry_server.routes.dashboard import DashboardResource
 from telemetry_server.routes.health import HealthResource
 from telemetry_server.routes.influx import InfluxResource
 from telemetry_server.routes.keys import KeyResource
@@ -190,6 +191,7 @@ def build_components(backends: Backends, settings: Settings, stats: Stats) -> Co
             else []
         ),
         *(SeriesResource(backends.series).routes() if backends.series is not None else []),
+        *DashboardResource().routes(),
     ]
     router = Router([*routes, *OpenApiResource(routes).routes()])
     return Components(router, metrics, cache, limiter, stats_service, queries)
