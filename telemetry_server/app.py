@@ -8,6 +8,7 @@ import functools
 import itertools
 import logging
 import os
+import signal
 import time
 from collections.abc import Awaitable, Callable, Coroutine
 from dataclasses import dataclass
@@ -16,13 +17,14 @@ from typing import Any, Protocol
 from telemetry_server.auth.guard import AccessGuard
 from telemetry_server.auth.policy import Access
 from telemetry_server.config import Settings
-from telemetry_server.errors import StorageUnavailable
+from telemetry_server.errors import AppError, NotFound, StorageUnavailable
+from telemetry_server.http.event_stream import EventStream, refuse_websocket, send_event_stream, serve_websocket
 from telemetry_server.http.problems import ProblemBody, problem_response
 from telemetry_server.http.request import Request
 from telemetry_server.http.responses import send_response
 from telemetry_server.http.router import Router
 from telemetry_server.http.types import Receive, Scope, Send
-from telemetry_server.ports import AggregationStore, KeyStore, MetricStore, SeriesCatalog, SharedCache
+from telemetry_server.ports import AggregationStore, ChangeLog, KeyStore, MetricStore, SeriesCatalog, SharedCache
 from telemetry_server.prompt.plugin import PromptPlugin, load_prompt_plugin
 from telemetry_server.routes.dashboard import DashboardResource
 from telemetry_server.routes.health import HealthResource
@@ -35,9 +37,11 @@ from telemetry_server.routes.query import QueryResource
 from telemetry_server.routes.remote_write import RemoteWriteResource
 from telemetry_server.routes.series import SeriesResource
 from telemetry_server.routes.stats import StatsResource
+from telemetry_server.routes.streams import StreamResource
 from telemetry_server.services.bulkhead import Bulkhead
 from telemetry_server.services.ingest_service import IngestService
 from telemetry_server.services.key_service import ApiKeyService, KeyRevocations
+from telemetry_server.services.live_streams import StreamHub, StreamLimits
 from telemetry_server.services.local_cache import LocalCache
 from telemetry_server.services.metric_service import MetricService, WritePolicy
 from telemetry_server.services.query_service import QueryService
@@ -70,6 +74,7 @@ class Backends:
     series: SeriesCatalog | None = None  # without one, /series/names and /series/tags are not served
     aggregations: AggregationStore | None = None  # without one, /metrics/aggregate and /query are not served
     upkeep: Upkeep | None = None  # without one, small buckets stay small and nothing expires but in answers
+    changes: ChangeLog | None = None  # without one, live streams (/metrics/stream, /metrics/ws) are not served
 
 
 BackendsFactory = Callable[[Settings, Stats], Awaitable[Backends]]
@@ -83,6 +88,7 @@ async def open_backends(settings: Settings, stats: Stats) -> Backends:
     from telemetry_server.storage.mongo_buckets import MongoBucketStore
     from telemetry_server.storage.mongo_keys import MongoKeyStore
     from telemetry_server.storage.redis_cache import RedisCache
+    from telemetry_server.storage.redis_change_log import RedisChangeLog
     from telemetry_server.storage.redis_client import create_redis_client
     from telemetry_server.storage.redis_rate_limit import RedisTokenSource
     from telemetry_server.storage.redis_revocations import RedisKeyRevocations
@@ -112,6 +118,7 @@ async def open_backends(settings: Settings, stats: Stats) -> Backends:
         aggregations=BucketAggregationStore(
             mongo[settings.database_name], store.registry, retention=settings.retention, rollups=settings.rollups
         ),
+        changes=RedisChangeLog(redis, subscriber, namespace, settings.stream_max_len),
     )
 
 
@@ -139,6 +146,20 @@ class Components:
     limiter: RateLimiter
     stats_service: StatsService
     queries: QueryService | None = None
+    streams: StreamHub | None = None
+
+
+def open_streams(changes: ChangeLog | None, settings: Settings) -> StreamHub | None:
+    if changes is None:
+        return None
+    limits = StreamLimits(
+        per_worker=settings.stream_max_per_worker,
+        per_key=settings.stream_max_per_key,
+        queue_max=settings.stream_queue_max,
+        disconnect_lagging=settings.stream_lag_policy == "disconnect",
+        keepalive_seconds=settings.stream_keepalive_seconds,
+    )
+    return StreamHub(changes, limits)
 
 
 def build_components(backends: Backends, settings: Settings, stats: Stats) -> Components:
@@ -158,8 +179,14 @@ def build_components(backends: Backends, settings: Settings, stats: Stats) -> Co
     listings = Bulkhead(
         settings.listing_concurrency, settings.query_timeout_ms / 1000, "the listing", "narrow the filters or retry"
     )
+    streams = open_streams(backends.changes, settings)
     metrics = MetricService(
-        backends.store, cache, policy, on_batch=stats.batch_sizes.observe, filtered_listings=listings
+        backends.store,
+        cache,
+        policy,
+        on_batch=stats.batch_sizes.observe,
+        filtered_listings=listings,
+        on_stored=streams.publish if streams is not None else None,
     )
     limiter = RateLimiter(
         backends.tokens, settings.rate_limit_per_second, settings.rate_limit_burst, on_limited=stats.count_limited
@@ -185,6 +212,7 @@ def build_components(backends: Backends, settings: Settings, stats: Stats) -> Co
         *OtlpResource(ingest, settings).routes(),
         *(QueryResource(queries).routes() if queries is not None else []),
         *StatsResource(stats_service).routes(),
+        *(StreamResource(streams, settings).routes() if streams is not None else []),
         *(
             KeyResource(ApiKeyService(backends.keys, revocations=backends.revocations)).routes()
             if backends.keys is not None
@@ -194,7 +222,7 @@ def build_components(backends: Backends, settings: Settings, stats: Stats) -> Co
         *DashboardResource().routes(),
     ]
     router = Router([*routes, *OpenApiResource(routes).routes()])
-    return Components(router, metrics, cache, limiter, stats_service, queries)
+    return Components(router, metrics, cache, limiter, stats_service, queries, streams)
 
 
 class App:
@@ -214,6 +242,8 @@ class App:
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "http":
             await self._http(scope, receive, send)
+        elif scope["type"] == "websocket":
+            await self._websocket(scope, receive, send)
         elif scope["type"] == "lifespan":
             await self._lifespan(receive, send)
 
@@ -239,15 +269,44 @@ class App:
                 quota_headers = (await components.limiter.admit(request.client_id)).headers()
             response = await route.handler(request)
         except Exception as exc:
-            response = problem_response(exc, f"{self._id_prefix}-{next(self._request_ids):x}", problem_body)
+            response = problem_response(exc, self._request_id(), problem_body)
             quota_headers = []  # a refusal carries its own (a 429 its quota)
+        if isinstance(response, EventStream):
+            self.stats.observe_request(name, 200, (time.perf_counter() - started) * 1000)  # counted as it opens
+            await send_event_stream(send, receive, response)
+            return
         await send_response(send, response, quota_headers, head=request.method == "HEAD")
         self.stats.observe_request(name, response.status, (time.perf_counter() - started) * 1000)
+
+    async def _websocket(self, scope: Scope, receive: Receive, send: Send) -> None:
+        """The handshake is authorized and rate limited as a GET of its route; a refusal closes the socket
+        with 4000 + the status the GET would have had."""
+        request = Request(scope, receive, 0)
+        try:
+            components = self._components
+            if components is None:
+                raise StorageUnavailable("the server is starting")
+            route, request.params = components.router.resolve("GET", request.path)
+            await self._guard.authorize(request, route.name)
+            if route.rate_limited and components.limiter.enabled:
+                await components.limiter.admit(request.client_id)
+            stream = await route.handler(request)
+            if not isinstance(stream, EventStream):
+                raise NotFound(f"no WebSocket at {request.path}")
+        except Exception as exc:
+            refusal = problem_response(exc, self._request_id())
+            detail = exc.detail if isinstance(exc, AppError) else "an unexpected error occurred"
+            await refuse_websocket(send, receive, refusal.status, detail)
+            return
+        await serve_websocket(send, receive, stream)
+
+    def _request_id(self) -> str:
+        return f"{self._id_prefix}-{next(self._request_ids):x}"
 
     async def startup(self) -> None:
         self._backends = backends = await self._backends_factory(self.settings, self.stats)
         self._components = components = build_components(backends, self.settings, self.stats)
-        self._guard.start(backends.keys, components.router.routes)
+        self._guard.start(backends.keys, components.router.routes, backends.changes)
         cache = components.cache
         self._spawn(self._ensure_indexes(backends.store))
         self._spawn(backends.cache.listen(cache.on_message, cache.on_subscription))
@@ -256,10 +315,15 @@ class App:
         self._spawn(components.stats_service.post_periodically())
         if backends.upkeep is not None and self.settings.upkeep_period_seconds:
             self._spawn(backends.upkeep.run_periodically(self.settings.upkeep_period_seconds))
+        if components.streams is not None:
+            self._spawn(components.streams.run())
+            _before_termination(components.streams.close)
 
     async def shutdown(self) -> None:
         """Store what is still gathering, stop background work, close the pools."""
         if self._components is not None:
+            if self._components.streams is not None:
+                self._components.streams.close()
             await self._components.metrics.drain()
         for task in self._tasks:
             task.cancel()
@@ -302,3 +366,21 @@ class App:
                 await self.shutdown()
                 await send({"type": "lifespan.shutdown.complete"})
                 return
+
+
+def _before_termination(callback: Callable[[], None]) -> None:
+    """Run `callback` in the loop when the worker is told to stop, ahead of the handler already set (Granian's),
+    which still runs. Granian sends the lifespan's shutdown only once every response has ended, and a live
+    stream never ends by itself: the streams must be told to say `bye` at the signal."""
+    loop = asyncio.get_running_loop()
+    for number in (signal.SIGTERM, signal.SIGINT):
+        previous = signal.getsignal(number)
+        if not callable(previous):
+            continue  # not under Granian (the default action, or ignored): nothing to go ahead of
+
+        def on_signal(signum: int, frame: Any, previous: Callable[[int, Any], Any] = previous) -> None:
+            loop.call_soon_threadsafe(callback)
+            previous(signum, frame)
+
+        with contextlib.suppress(ValueError):  # not the main thread (an app run in tests): no signals here
+            signal.signal(number, on_signal)

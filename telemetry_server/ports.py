@@ -85,3 +85,31 @@ class SeriesCatalog(Protocol):
 
     async def names(self, prefix: str, limit: int) -> list[str]: ...
     async def tags(self, name: str, prefix: str, limit: int) -> list[str]: ...
+
+
+@dataclass(frozen=True, slots=True)
+class LogWindow:
+    """What the change log holds: its oldest entry's id (None: empty), the newest id trimmed away (None: the
+    server does not say) and the last id it gave."""
+
+    oldest: str | None
+    trimmed: str | None
+    last: str
+
+
+class ChangeLog(Protocol):
+    """The ordered log of acknowledged writes every worker of every instance reads (live streams); entry ids
+    are `<milliseconds>-<sequence>` and increase."""
+
+    async def append(self, entries: Sequence[bytes]) -> None: ...
+    async def read_after(self, after: str, count: int, block_seconds: float) -> list[tuple[str, bytes]]: ...
+    async def replay(self, start: str, until: str, count: int) -> list[tuple[str, bytes]]: ...
+    async def window(self) -> LogWindow: ...
+    async def issue_token(self, key_id: str, seconds: int) -> str: ...
+    async def redeem_token(self, token: str) -> str | None: ...
+
+
+class StreamTokens(Protocol):
+    """Short-lived stream tokens: the key id a token was issued to, while it lasts (None: unknown or expired)."""
+
+    async def redeem_token(self, token: str) -> str | None: ...
