@@ -6,6 +6,7 @@
 import { ApiError, call, selectionParams } from "./api.js";
 
 const MAX_BACKOFF_MS = 30000;
+const RESYNC_EVERY_MS = 3000;
 
 export class LiveStream {
   constructor({ onPoint, onState, onResync }) {
@@ -17,6 +18,7 @@ export class LiveStream {
     this.generation = 0; // a newer `follow` makes older callbacks stale
     this.backoffMs = 1000;
     this.retry = null;
+    this.resyncing = null;
   }
 
   follow(selection) {
@@ -65,8 +67,8 @@ export class LiveStream {
       if (generation === this.generation) this.onPoint(JSON.parse(event.data));
     });
     for (const type of ["gap", "lagged"]) {
-      // Points were skipped: the listing has them.
-      source.addEventListener(type, () => generation === this.generation && this.onResync());
+      // Points were skipped: the listing has them (read again at most every few seconds, however often told).
+      source.addEventListener(type, () => generation === this.generation && this.resyncSoon());
     }
     source.addEventListener("bye", () => generation === this.generation && this.onState("connecting", "server restarting…"));
     source.addEventListener("error", () => {
@@ -78,6 +80,14 @@ export class LiveStream {
         this.onState("connecting", "reconnecting…"); // resumes after the last event id it saw: nothing lost
       }
     });
+  }
+
+  resyncSoon() {
+    if (this.resyncing) return;
+    this.resyncing = setTimeout(() => {
+      this.resyncing = null;
+      this.onResync();
+    }, RESYNC_EVERY_MS);
   }
 
   scheduleRetry(generation) {

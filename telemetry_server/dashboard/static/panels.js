@@ -105,6 +105,7 @@ export class HealthPanel {
     this.show("l2", ratio(stats.cache.l2_hit_ratio));
     this.show("limited", formatValue(stats.rate_limited));
     this.scope.textContent = `${stats.scope} (${stats.workers.length})`;
+    this.figures.dataset.state = before ? "rates" : "shown"; // rates need two readings
   }
 
   show(figure, text) {
@@ -216,6 +217,8 @@ export class PointsTable {
   constructor(body, summary) {
     this.body = body;
     this.summary = summary;
+    this.pending = [];
+    this.frame = 0;
   }
 
   fill(metrics) {
@@ -223,7 +226,21 @@ export class PointsTable {
     this.count();
   }
 
+  // Changes are applied once per animation frame: a busy stream (every metric, thousands of points a second)
+  // costs the page the newest rows only.
   apply(op, metric) {
+    this.pending.push([op, metric]);
+    if (this.pending.length > 4 * MAX_ROWS) this.pending.splice(0, this.pending.length - 2 * MAX_ROWS);
+    if (!this.frame) this.frame = requestAnimationFrame(() => this.flush());
+  }
+
+  flush() {
+    this.frame = 0;
+    for (const [op, metric] of this.pending.splice(0)) this.change(op, metric);
+    this.count();
+  }
+
+  change(op, metric) {
     const existing = this.body.querySelector(`tr[data-id="${CSS.escape(metric.id)}"]`);
     if (op === "delete") {
       if (existing) existing.remove();
@@ -233,7 +250,6 @@ export class PointsTable {
       this.body.prepend(this.row(metric, true));
       while (this.body.rows.length > MAX_ROWS) this.body.lastElementChild.remove();
     }
-    this.count();
   }
 
   row(metric, fresh) {
