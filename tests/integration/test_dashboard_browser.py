@@ -120,7 +120,7 @@ def test_a_metric_written_appears_on_the_live_chart(
 
     (artifacts / "live-latency.txt").write_text(f"acknowledged write to the live chart: {took_ms:.0f} ms\n")
     assert tab.page.locator("#chart canvas").count() == 1
-    assert tab.page.locator(f"#points-body tr[data-id='{written.json()['id']}']").count() == 1
+    tab.page.wait_for_selector(f"#points-body tr[data-id='{written.json()['id']}']", timeout=WAIT_MS)
     assert tab.errors == []
 
 
@@ -203,6 +203,7 @@ def test_with_auth_on_the_key_entered_opens_the_data(
     page.fill("#api-key", read_key)
     page.click("#key-form button")
     figures_shown(page)
+    page.wait_for_selector("#stream-state[data-state=open]", timeout=WAIT_MS)  # the key bought a stream token
     page.fill("#prompt", f"count {metric_name} over the last hour")
     page.click("#query-form button")
     page.wait_for_selector("#answer[data-state=done]", timeout=WAIT_MS)
