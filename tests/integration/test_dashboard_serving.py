@@ -10,7 +10,17 @@ import pytest
 
 from telemetry_server.routes.dashboard import CONTENT_TYPES
 
-ASSETS = ["app.js", "api.js", "live.js", "chart.js", "panels.js", "dashboard.css", "icon.svg", "uPlot.iife.min.js"]
+ASSETS = [
+    "app.js",
+    "api.js",
+    "live.js",
+    "chart.js",
+    "panels.js",
+    "format.js",
+    "dashboard.css",
+    "icon.svg",
+    "uPlot.iife.min.js",
+]
 
 
 def test_the_page_is_served_at_the_root_and_names_its_files(client: httpx.Client) -> None:

@@ -2,6 +2,8 @@
 // the vendored uPlot (a global from uPlot.iife.min.js). Points are held by id, so one seen both in the listing
 // that fills the chart and in the stream counts once, and updates and deletes find the point they change.
 
+import { formatValue } from "./format.js";
+
 const MAX_POINTS_PER_SERIES = 20000;
 
 function cssVar(name) {
@@ -22,6 +24,7 @@ export class LiveChart {
     this.plotLabels = "";
     this.frame = 0;
     this.lastValue = null;
+    this.latest = new Map(); // label → its newest point's value, for the legend
     new ResizeObserver(() => this.plot && this.plot.setSize(this.size())).observe(element);
     setInterval(() => this.tick(), 1000);
     this.showEmpty("Pick a metric to follow it live.");
@@ -117,9 +120,17 @@ export class LiveChart {
     const xs = Float64Array.from(times).sort();
     const position = new Map();
     xs.forEach((seconds, i) => position.set(seconds, i));
+    this.latest = new Map();
     const columns = labels.map((label) => {
       const ys = new Array(xs.length).fill(null);
-      for (const [seconds, value] of this.series.get(label).values()) ys[position.get(seconds)] = value;
+      let newest = -Infinity;
+      for (const [seconds, value] of this.series.get(label).values()) {
+        ys[position.get(seconds)] = value;
+        if (seconds >= newest) {
+          newest = seconds;
+          this.latest.set(label, value);
+        }
+      }
       return ys;
     });
     return [Array.from(xs), ...columns];
@@ -144,6 +155,8 @@ export class LiveChart {
           width: 1.5,
           spanGaps: true,
           points: { size: 5 },
+          // Under the cursor, the value there; elsewhere the series' newest.
+          value: (u, value) => formatValue(value ?? this.latest.get(label)),
         })),
       ],
       legend: { live: true },

@@ -1,6 +1,7 @@
 // The dashboard's other panels: the server's health (GET /stats), prompts (GET /query) and the newest points.
 
 import { call, describeError } from "./api.js";
+import { formatTime, formatValue } from "./format.js";
 
 const STATS_PERIOD_MS = 2000;
 const MAX_ROWS = 50;
@@ -10,18 +11,6 @@ function cell(text, className) {
   td.textContent = text;
   if (className) td.className = className;
   return td;
-}
-
-export function formatValue(value) {
-  if (value === null || value === undefined) return "–";
-  if (typeof value !== "number") return String(value);
-  if (Number.isInteger(value)) return value.toLocaleString();
-  return value.toLocaleString(undefined, { maximumSignificantDigits: 6 });
-}
-
-function formatTime(timestamp) {
-  const when = new Date(timestamp);
-  return Number.isNaN(when.getTime()) ? timestamp : when.toLocaleTimeString(undefined, { hour12: false });
 }
 
 // The value under which a fraction `q` of a histogram's counts fall, read off its bucket bounds (the last
