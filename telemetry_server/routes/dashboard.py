@@ -37,12 +37,14 @@ _PAGE = ((b"content-security-policy", _CSP), (b"referrer-policy", b"no-referrer"
 
 _TEXT = {"schema": {"type": "string"}}
 _SHOW = Operation(
-    "The dashboard (an HTML page; it asks for an API key when auth is on).", {200: ("The page.", {"text/html": _TEXT})}
+    "The dashboard (an HTML page; it asks for an API key when auth is on).",
+    {200: ("The page.", {"text/html": _TEXT})},
+    (429,),
 )
 _ASSET = Operation(
     "A file of the dashboard: its scripts, styles, icon and the vendored uPlot with its licence.",
     {200: ("The file.", {content_type.split(b";")[0].decode(): _TEXT for content_type in CONTENT_TYPES.values()})},
-    (404,),
+    (404, 429),
     parameters=[{"name": "asset", "in": "path", "required": True, "schema": {"type": "string"}}],
 )
 
@@ -55,7 +57,7 @@ class Asset(NamedTuple):
 
 def load_assets(folder: Traversable) -> dict[str, Asset]:
     """Every file of `folder` whose suffix has a content type, by file name."""
-    assets = {}
+    assets: dict[str, Asset] = {}
     for entry in folder.iterdir():
         suffix = entry.name[entry.name.rfind(".") :]
         if entry.is_file() and suffix in CONTENT_TYPES:

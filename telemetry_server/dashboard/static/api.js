@@ -28,11 +28,17 @@ export async function call(path, { method = "GET", params, body } = {}) {
   if (body !== undefined) headers["content-type"] = "application/json";
   const response = await fetch(url, { method, headers, body: body === undefined ? undefined : JSON.stringify(body) });
   const text = await response.text();
-  const data = text ? JSON.parse(text) : null;
+  let data = null;
+  try {
+    data = text ? JSON.parse(text) : null;
+  } catch {
+    // not JSON: a proxy's error page, say; the status tells what happened
+  }
   if (!response.ok) {
     const detail = (data && (data.detail || data.title)) || `${response.status} ${response.statusText}`;
     throw new ApiError(response.status, detail);
   }
+  if (data === null && text) throw new ApiError(response.status, "the server's answer is not JSON");
   return data;
 }
 
