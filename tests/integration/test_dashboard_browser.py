@@ -24,6 +24,7 @@ CHROMIUM = os.environ.get("CHROMIUM_BIN", "/usr/bin/chromium")
 # (the time a point took to reach the chart is written to the artefacts instead).
 WAIT_MS = 10_000
 VIEWPORT = {"width": 1400, "height": 1000}
+PHONE = {"width": 390, "height": 844}
 
 
 @pytest.fixture(scope="module")
@@ -160,6 +161,11 @@ def test_screenshots_light_and_dark(
     figures_shown(page, rates=True)
 
     page.screenshot(path=artifacts / f"dashboard-{scheme}.png", full_page=True)
+    page.set_viewport_size(PHONE)
+    page.wait_for_timeout(300)  # the chart follows its box's new width
+    page.screenshot(path=artifacts / f"dashboard-{scheme}-phone.png")
+    assert page.evaluate("document.documentElement.scrollWidth") <= PHONE["width"]  # nothing sticks out sideways
+    page.set_viewport_size(VIEWPORT)
     background = page.evaluate("getComputedStyle(document.body).backgroundColor")
     dark = sum(int(part) for part in background[background.index("(") + 1 : -1].split(",")[:3]) < 3 * 128
     assert dark is (scheme == "dark"), background
