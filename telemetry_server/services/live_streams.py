@@ -204,11 +204,9 @@ class StreamHub:
         if window.oldest is None:
             return None, None
         oldest = entry_position(window.oldest)
-        if window.trimmed is not None:
-            lost = resume[:2] < entry_position(window.trimmed)[:2]
-        else:  # a server that does not say what it trimmed: anything before the oldest entry may be lost
-            lost = resume[:2] < oldest[:2]
-        if lost:
+        # Entries trimmed away all came before the oldest held: a resume from before it may have lost some (or,
+        # had it seen the very last one trimmed, none: the gap then says "may").
+        if window.trimmed and resume[:2] < oldest[:2]:
             detail = "the change log no longer holds every event after this id (STREAM_MAX_LEN)"
             return gap_event(window.oldest, detail), oldest
         return None, resume
@@ -283,7 +281,9 @@ class Subscription:
                 self._fold.add(delivery.change)
             return
         limits = self._hub.limits
-        if self._pending + len(deliveries) > limits.queue_max:
+        # Lagging is having STREAM_QUEUE_MAX events still waiting, not being offered a large batch: a subscriber
+        # that keeps up takes a batch of any size whole (bounded by the batch limits, INGEST_MAX_POINTS).
+        if self._pending >= limits.queue_max:
             skipped = self._pending + len(deliveries)
             if limits.disconnect_lagging:
                 self.end(lagged_event(skipped))
