@@ -15,8 +15,9 @@ from telemetry_server.http.types import Receive, Send
 
 log = logging.getLogger("telemetry_server.streams")
 
+EVENT_STREAM = b"text/event-stream; charset=utf-8"
 _SSE_HEADERS = [
-    (b"content-type", b"text/event-stream; charset=utf-8"),
+    (b"content-type", EVENT_STREAM),
     (b"cache-control", b"no-cache"),
     (b"x-accel-buffering", b"no"),  # proxies that buffer answers (nginx) pass each event on at once
 ]

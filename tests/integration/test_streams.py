@@ -188,6 +188,9 @@ def test_bad_parameters_are_refused_as_the_listing_refuses_them(base_url: str) -
             assert response.headers["content-type"] == "application/problem+json"
         assert http.get("/metrics/stream", headers={"last-event-id": "nope"}).status_code == 422
         assert http.get("/metrics/ws").status_code == 426
+        head = http.head("/metrics/stream")  # answered, not held open
+        assert head.status_code == 200
+        assert head.headers["content-type"].startswith("text/event-stream")
 
 
 def test_a_rollup_sends_one_aggregate_per_interval_and_series(base_url: str, metric_name: str) -> None:
