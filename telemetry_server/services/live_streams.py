@@ -57,7 +57,7 @@ _ROLLUP_TICK_SECONDS = 0.5
 @dataclass(frozen=True, slots=True)
 class StreamLimits:
     per_worker: int = 2000
-    per_key: int = 200
+    per_key: int = 100
     queue_max: int = 10_000  # events waiting to be sent to one subscriber
     disconnect_lagging: bool = False  # past queue_max: False skips ahead (a `lagged` event), True ends the stream
     keepalive_seconds: float = 15.0
@@ -80,13 +80,8 @@ class StreamHub:
         self._by_key: Counter[str] = Counter()
         self._count = 0
         self._position: str | None = None  # the last entry fanned out; None until the reader has started
-        self._started = asyncio.Event()
         self._closing = False
         self._unlogged = 0  # changes acknowledged while the log could not take them
-
-    @property
-    def subscribers(self) -> int:
-        return self._count
 
     async def publish(self, changes: Sequence[PointChange]) -> None:
         """Append a write's changes once they are stored, before the write is acknowledged: a client that waits
@@ -114,7 +109,6 @@ class StreamHub:
                 if position is None:
                     position = (await self._log.window()).last
                     self._position = position
-                    self._started.set()
                 entries = await self._log.read_after(position, _READ_ENTRIES, _BLOCK_SECONDS)
             except StorageUnavailable as exc:
                 if not interrupted:
