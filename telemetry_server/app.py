@@ -18,10 +18,16 @@ from telemetry_server.auth.guard import AccessGuard
 from telemetry_server.auth.policy import Access
 from telemetry_server.config import Settings
 from telemetry_server.errors import AppError, NotFound, StorageUnavailable
-from telemetry_server.http.event_stream import EventStream, refuse_websocket, send_event_stream, serve_websocket
+from telemetry_server.http.event_stream import (
+    EVENT_STREAM,
+    EventStream,
+    refuse_websocket,
+    send_event_stream,
+    serve_websocket,
+)
 from telemetry_server.http.problems import ProblemBody, problem_response
 from telemetry_server.http.request import Request
-from telemetry_server.http.responses import send_response
+from telemetry_server.http.responses import Response, send_response
 from telemetry_server.http.router import Router
 from telemetry_server.http.types import Receive, Scope, Send
 from telemetry_server.ports import AggregationStore, ChangeLog, KeyStore, MetricStore, SeriesCatalog, SharedCache
@@ -272,9 +278,13 @@ class App:
             response = problem_response(exc, self._request_id(), problem_body)
             quota_headers = []  # a refusal carries its own (a 429 its quota)
         if isinstance(response, EventStream):
-            self.stats.observe_request(name, 200, (time.perf_counter() - started) * 1000)  # counted as it opens
-            await send_event_stream(send, receive, response)
-            return
+            if request.method == "HEAD":  # the headers of a stream that is not held open
+                response.feed.close()
+                response = Response(200, b"", EVENT_STREAM)
+            else:
+                self.stats.observe_request(name, 200, (time.perf_counter() - started) * 1000)  # as it opens
+                await send_event_stream(send, receive, response)
+                return
         await send_response(send, response, quota_headers, head=request.method == "HEAD")
         self.stats.observe_request(name, response.status, (time.perf_counter() - started) * 1000)
 

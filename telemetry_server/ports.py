@@ -89,12 +89,12 @@ class SeriesCatalog(Protocol):
 
 @dataclass(frozen=True, slots=True)
 class LogWindow:
-    """What the change log holds: its oldest entry's id (None: empty), the newest id trimmed away (None: the
-    server does not say) and the last id it gave."""
+    """What the change log holds: its oldest entry's id (None: empty), the last id it gave, and whether it
+    has ever dropped entries (MAXLEN): then what came before the oldest entry is gone."""
 
     oldest: str | None
-    trimmed: str | None
     last: str
+    trimmed: bool
 
 
 class ChangeLog(Protocol):

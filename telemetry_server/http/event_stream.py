@@ -15,8 +15,9 @@ from telemetry_server.http.types import Receive, Send
 
 log = logging.getLogger("telemetry_server.streams")
 
+EVENT_STREAM = b"text/event-stream; charset=utf-8"
 _SSE_HEADERS = [
-    (b"content-type", b"text/event-stream; charset=utf-8"),
+    (b"content-type", EVENT_STREAM),
     (b"cache-control", b"no-cache"),
     (b"x-accel-buffering", b"no"),  # proxies that buffer answers (nginx) pass each event on at once
 ]
@@ -26,6 +27,7 @@ _SSE_END = {"type": "http.response.body", "body": b"", "more_body": False}
 # that arrive meanwhile wait in the subscriber's queue, so waiting delays the first of them and loses none.
 RESUME_WAIT_SECONDS = 0.3
 _GOING_AWAY = 1001
+_CLOSE_WAIT_SECONDS = 1.0
 _REFUSED_BASE = 4000  # a refusal closes with 4000 + its HTTP status (4401, 4403, 4429...)
 
 
@@ -89,7 +91,7 @@ async def serve_websocket(send: Send, receive: Receive, stream: EventStream) -> 
             except AppError as exc:
                 await close_websocket(send, _REFUSED_BASE + exc.status, exc.detail)
                 return
-            await _until_either(_pump_websocket(send, stream), reader)
+            await _until_either(_pump_websocket(send, stream, reader), reader)
         finally:
             reader.cancel()
             with contextlib.suppress(asyncio.CancelledError, Exception):
@@ -111,11 +113,16 @@ async def close_websocket(send: Send, code: int, reason: str) -> None:
     await send({"type": "websocket.close", "code": code, "reason": reason.encode()[:123].decode(errors="ignore")})
 
 
-async def _pump_websocket(send: Send, stream: EventStream) -> None:
+async def _pump_websocket(send: Send, stream: EventStream, inbox: asyncio.Future[None]) -> None:
     while (frames := await stream.feed.next(stream.keepalive_seconds)) is not None:
         for frame in frames or (stream.keepalive,):
             await send({"type": "websocket.send", "text": frame.ws()})
     await close_websocket(send, _GOING_AWAY, "stream ended")
+    # The client's answering close, briefly: a worker that is stopping exits once this returns, and the close
+    # frame might not have left by then.
+    with contextlib.suppress(TimeoutError):
+        async with asyncio.timeout(_CLOSE_WAIT_SECONDS):
+            await asyncio.shield(inbox)
 
 
 async def _websocket_inbox(receive: Receive, first: asyncio.Future[str | None]) -> None:

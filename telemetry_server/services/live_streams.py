@@ -57,7 +57,7 @@ _ROLLUP_TICK_SECONDS = 0.5
 @dataclass(frozen=True, slots=True)
 class StreamLimits:
     per_worker: int = 2000
-    per_key: int = 200
+    per_key: int = 100
     queue_max: int = 10_000  # events waiting to be sent to one subscriber
     disconnect_lagging: bool = False  # past queue_max: False skips ahead (a `lagged` event), True ends the stream
     keepalive_seconds: float = 15.0
@@ -80,13 +80,8 @@ class StreamHub:
         self._by_key: Counter[str] = Counter()
         self._count = 0
         self._position: str | None = None  # the last entry fanned out; None until the reader has started
-        self._started = asyncio.Event()
         self._closing = False
         self._unlogged = 0  # changes acknowledged while the log could not take them
-
-    @property
-    def subscribers(self) -> int:
-        return self._count
 
     async def publish(self, changes: Sequence[PointChange]) -> None:
         """Append a write's changes once they are stored, before the write is acknowledged: a client that waits
@@ -114,7 +109,6 @@ class StreamHub:
                 if position is None:
                     position = (await self._log.window()).last
                     self._position = position
-                    self._started.set()
                 entries = await self._log.read_after(position, _READ_ENTRIES, _BLOCK_SECONDS)
             except StorageUnavailable as exc:
                 if not interrupted:
@@ -204,11 +198,9 @@ class StreamHub:
         if window.oldest is None:
             return None, None
         oldest = entry_position(window.oldest)
-        if window.trimmed is not None:
-            lost = resume[:2] < entry_position(window.trimmed)[:2]
-        else:  # a server that does not say what it trimmed: anything before the oldest entry may be lost
-            lost = resume[:2] < oldest[:2]
-        if lost:
+        # Entries trimmed away all came before the oldest held: a resume from before it may have lost some (or,
+        # had it seen the very last one trimmed, none: the gap then says "may").
+        if window.trimmed and resume[:2] < oldest[:2]:
             detail = "the change log no longer holds every event after this id (STREAM_MAX_LEN)"
             return gap_event(window.oldest, detail), oldest
         return None, resume
@@ -283,7 +275,9 @@ class Subscription:
                 self._fold.add(delivery.change)
             return
         limits = self._hub.limits
-        if self._pending + len(deliveries) > limits.queue_max:
+        # Lagging is having STREAM_QUEUE_MAX events still waiting, not being offered a large batch: a subscriber
+        # that keeps up takes a batch of any size whole (bounded by the batch limits, INGEST_MAX_POINTS).
+        if self._pending >= limits.queue_max:
             skipped = self._pending + len(deliveries)
             if limits.disconnect_lagging:
                 self.end(lagged_event(skipped))

@@ -61,13 +61,13 @@ class RedisChangeLog:
             except ResponseError as exc:  # no such key: nothing was ever appended (or Redis lost it)
                 if "no such key" not in str(exc).lower():
                     raise
-                return LogWindow(None, _START, _START)
+                return LogWindow(None, _START, trimmed=False)
         first = info.get("first-entry")
-        trimmed = info.get("max-deleted-entry-id")  # Redis 7 and Valkey; older servers do not say
+        added = info.get("entries-added")  # Redis 7 and Valkey; an older server does not say, so may have trimmed
         return LogWindow(
             _text(first[0]) if first else None,
-            _text(trimmed) if trimmed is not None else None,
             _text(info.get("last-generated-id", _START)),
+            trimmed=added is None or int(added) > int(info.get("length", 0)),
         )
 
     async def issue_token(self, key_id: str, seconds: int) -> str:
