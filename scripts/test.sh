@@ -54,6 +54,16 @@ else
   echo "test.sh: kubeconform could not be built (see above); the manifests' schema tests will be skipped"
 fi
 
+echo "== browser (Debian's chromium, for the dashboard's tests)"
+# Playwright drives the system's browser (never one it downloads); without it those tests say they were skipped.
+if [ "${TEST_BROWSER:-1}" = 0 ]; then
+  echo "test.sh: TEST_BROWSER=0: chromium not installed; the dashboard's browser tests will be skipped"
+elif chromium=$(scripts/browser.sh); then
+  export CHROMIUM_BIN="$chromium"
+else
+  echo "test.sh: chromium could not be installed (see above); the dashboard's browser tests will be skipped"
+fi
+
 echo "== services"
 uris=$(SERVICES_MODE=local SERVICES_STATE_DIR="$state/services" scripts/services.sh up)
 eval "$uris"

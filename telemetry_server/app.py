@@ -7,6 +7,7 @@ import contextlib
 import functools
 import itertools
 import logging
+import signal
 import time
 from collections.abc import Awaitable, Callable, Coroutine
 from dataclasses import dataclass
@@ -15,17 +16,25 @@ from typing import TYPE_CHECKING, Any, Protocol
 from telemetry_server.auth.guard import AccessGuard
 from telemetry_server.auth.policy import Access
 from telemetry_server.config import RedisTopology, Settings, parse_redis_uri
-from telemetry_server.errors import ConfigurationError, StorageUnavailable
+from telemetry_server.errors import AppError, ConfigurationError, NotFound, StorageUnavailable
+from telemetry_server.http.event_stream import (
+    EVENT_STREAM,
+    EventStream,
+    refuse_websocket,
+    send_event_stream,
+    serve_websocket,
+)
 from telemetry_server.http.problems import ProblemBody, problem_response
 from telemetry_server.http.request import Request
-from telemetry_server.http.responses import send_response
+from telemetry_server.http.responses import Response, send_response
 from telemetry_server.http.router import Router
 from telemetry_server.http.types import Receive, Scope, Send
 from telemetry_server.logs import REQUEST_NUMBER, request_id
 from telemetry_server.models.timestamps import to_millis, utc_now
-from telemetry_server.ports import AggregationStore, KeyStore, MetricStore, SharedCache
+from telemetry_server.ports import AggregationStore, ChangeLog, KeyStore, MetricStore, SeriesCatalog, SharedCache
 from telemetry_server.prompt.plugin import PromptPlugin, load_prompt_plugin
 from telemetry_server.promql.engine import QueryLimits
+from telemetry_server.routes.dashboard import DashboardResource
 from telemetry_server.routes.health import HealthResource
 from telemetry_server.routes.influx import InfluxResource
 from telemetry_server.routes.keys import KeyResource
@@ -35,11 +44,14 @@ from telemetry_server.routes.otlp import OtlpResource
 from telemetry_server.routes.prometheus import PrometheusResource
 from telemetry_server.routes.query import QueryResource
 from telemetry_server.routes.remote_write import RemoteWriteResource
+from telemetry_server.routes.series import SeriesResource
 from telemetry_server.routes.stats import StatsResource
+from telemetry_server.routes.streams import StreamResource
 from telemetry_server.services.bulkhead import Bulkhead
 from telemetry_server.services.group_commit import GroupCommitter
 from telemetry_server.services.ingest_service import IngestService
 from telemetry_server.services.key_service import ApiKeyService, KeyRevocations
+from telemetry_server.services.live_streams import StreamHub, StreamLimits
 from telemetry_server.services.local_cache import LocalCache
 from telemetry_server.services.metric_service import MetricService, WritePolicy
 from telemetry_server.services.prometheus_service import PrometheusSeries, PrometheusService
@@ -75,9 +87,11 @@ class Backends:
     board: StatsBoard | None = None
     keys: KeyStore | None = None  # without one, /admin/keys is not served and auth cannot be on
     revocations: KeyRevocations | None = None  # without one, a revocation reaches workers by their key cache's expiry
+    series: SeriesCatalog | None = None  # without one, /series/names and /series/tags are not served
     aggregations: AggregationStore | None = None  # without one, /metrics/aggregate and /query are not served
     prometheus: PrometheusSeries | None = None  # without one (or without aggregations), /api/v1/query... are not
     upkeep: Upkeep | None = None  # without one, small buckets stay small and nothing expires but in answers
+    changes: ChangeLog | None = None  # without one, live streams (/metrics/stream, /metrics/ws) are not served
 
 
 BackendsFactory = Callable[[Settings, Stats], Awaitable[Backends]]
@@ -92,6 +106,7 @@ async def open_backends(settings: Settings, stats: Stats) -> Backends:
     from telemetry_server.storage.mongo_buckets import MongoBucketStore
     from telemetry_server.storage.mongo_keys import MongoKeyStore
     from telemetry_server.storage.redis_cache import RedisCache
+    from telemetry_server.storage.redis_change_log import RedisChangeLog
     from telemetry_server.storage.redis_client import create_redis_client
     from telemetry_server.storage.redis_rate_limit import RedisTokenSource
     from telemetry_server.storage.redis_revocations import RedisKeyRevocations
@@ -133,10 +148,12 @@ async def open_backends(settings: Settings, stats: Stats) -> Backends:
         tokens=RedisTokenSource(redis, namespace, settings.rate_limit_per_second, settings.rate_limit_burst),
         board=RedisStatsBoard(redis, namespace),
         keys=MongoKeyStore(mongo, settings.database_name),
+        series=store.registry,
         upkeep=BucketUpkeep.from_settings(mongo[settings.database_name], settings),
         revocations=RedisKeyRevocations(redis, subscriber, namespace),
         aggregations=aggregations,
         prometheus=BucketSeriesSource(store.registry, aggregations),
+        changes=RedisChangeLog(redis, subscriber, namespace, settings.stream_max_len),
     )
 
 
@@ -166,6 +183,20 @@ class Components:
     limiter: RateLimiter
     stats_service: StatsService
     queries: QueryService | None = None
+    streams: StreamHub | None = None
+
+
+def open_streams(changes: ChangeLog | None, settings: Settings) -> StreamHub | None:
+    if changes is None:
+        return None
+    limits = StreamLimits(
+        per_worker=settings.stream_max_per_worker,
+        per_key=settings.stream_max_per_key,
+        queue_max=settings.stream_queue_max,
+        disconnect_lagging=settings.stream_lag_policy == "disconnect",
+        keepalive_seconds=settings.stream_keepalive_seconds,
+    )
+    return StreamHub(changes, limits)
 
 
 def build_components(
@@ -196,6 +227,7 @@ def build_components(
     listings = Bulkhead(
         settings.listing_concurrency, settings.query_timeout_ms / 1000, "the listing", "narrow the filters or retry"
     )
+    streams = open_streams(backends.changes, settings)
     metrics = MetricService(
         backends.store,
         cache,
@@ -203,6 +235,7 @@ def build_components(
         on_batch=stats.batch_sizes.observe,
         filtered_listings=listings,
         group_committer=GroupCommitter if tracing is None else tracing.group_committer,
+        on_stored=streams.publish if streams is not None else None,
     )
     limiter = RateLimiter(
         backends.tokens, settings.rate_limit_per_second, settings.rate_limit_burst, on_limited=stats.count_limited
@@ -239,14 +272,17 @@ def build_components(
         *(QueryResource(queries).routes() if queries is not None else []),
         *(PrometheusResource(prometheus).routes() if prometheus is not None else []),
         *StatsResource(stats_service).routes(),
+        *(StreamResource(streams, settings).routes() if streams is not None else []),
         *(
             KeyResource(ApiKeyService(backends.keys, revocations=backends.revocations)).routes()
             if backends.keys is not None
             else []
         ),
+        *(SeriesResource(backends.series).routes() if backends.series is not None else []),
+        *DashboardResource().routes(),
     ]
     router = Router([*routes, *OpenApiResource(routes).routes()])
-    return Components(router, metrics, cache, limiter, stats_service, queries)
+    return Components(router, metrics, cache, limiter, stats_service, queries, streams)
 
 
 class App:
@@ -282,6 +318,8 @@ class App:
                     await self._tracing.serve(scope, receive, send, self._http)
             finally:
                 REQUEST_NUMBER.reset(token)
+        elif scope["type"] == "websocket":
+            await self._websocket(scope, receive, send)
         elif scope["type"] == "lifespan":
             await self._lifespan(receive, send)
 
@@ -310,9 +348,39 @@ class App:
         except Exception as exc:
             response = problem_response(exc, request_id(REQUEST_NUMBER.get() or 0), problem_body)
             quota_headers = []  # a refusal carries its own (a 429 its quota)
+        if isinstance(response, EventStream):
+            if request.method == "HEAD":  # the headers of a stream that is not held open
+                response.feed.close()
+                response = Response(200, b"", EVENT_STREAM)
+            else:
+                self.stats.observe_request(name, 200, (time.perf_counter() - started) * 1000)  # as it opens
+                await send_event_stream(send, receive, response)
+                return name, path, 200
         await send_response(send, response, quota_headers, head=request.method == "HEAD")
         self.stats.observe_request(name, response.status, (time.perf_counter() - started) * 1000)
         return name, path, response.status
+
+    async def _websocket(self, scope: Scope, receive: Receive, send: Send) -> None:
+        """The handshake is authorized and rate limited as a GET of its route; a refusal closes the socket
+        with 4000 + the status the GET would have had."""
+        request = Request(scope, receive, 0)
+        try:
+            components = self._components
+            if components is None:
+                raise StorageUnavailable("the server is starting")
+            route, request.params = components.router.resolve("GET", request.path)
+            await self._guard.authorize(request, route.name)
+            if route.rate_limited and components.limiter.enabled:
+                await components.limiter.admit(request.client_id)
+            stream = await route.handler(request)
+            if not isinstance(stream, EventStream):
+                raise NotFound(f"no WebSocket at {request.path}")
+        except Exception as exc:
+            refusal = problem_response(exc, request_id(next(self._request_numbers)))
+            detail = exc.detail if isinstance(exc, AppError) else "an unexpected error occurred"
+            await refuse_websocket(send, receive, refusal.status, detail)
+            return
+        await serve_websocket(send, receive, stream)
 
     async def startup(self) -> None:
         if self.settings.tracing_endpoint is not None:
@@ -328,7 +396,7 @@ class App:
         self._components = components = build_components(
             backends, self.settings, self.stats, self._tracing, draining=self._draining
         )
-        self._guard.start(backends.keys, components.router.routes)
+        self._guard.start(backends.keys, components.router.routes, backends.changes)
         cache = components.cache
         self._spawn(self._ensure_indexes(backends.store))
         self._spawn(backends.cache.listen(cache.on_message, cache.on_subscription))
@@ -337,10 +405,15 @@ class App:
         self._spawn(components.stats_service.post_periodically())
         if backends.upkeep is not None and self.settings.upkeep_period_seconds:
             self._spawn(backends.upkeep.run_periodically(self.settings.upkeep_period_seconds))
+        if components.streams is not None:
+            self._spawn(components.streams.run())
+            _before_termination(components.streams.close)
 
     async def shutdown(self) -> None:
         """Store what is still gathering, stop background work, close the pools."""
         if self._components is not None:
+            if self._components.streams is not None:
+                self._components.streams.close()
             await self._components.metrics.drain()
         for task in self._tasks:
             task.cancel()
@@ -386,3 +459,21 @@ class App:
                 await self.shutdown()
                 await send({"type": "lifespan.shutdown.complete"})
                 return
+
+
+def _before_termination(callback: Callable[[], None]) -> None:
+    """Run `callback` in the loop when the worker is told to stop, ahead of the handler already set (Granian's),
+    which still runs. Granian sends the lifespan's shutdown only once every response has ended, and a live
+    stream never ends by itself: the streams must be told to say `bye` at the signal."""
+    loop = asyncio.get_running_loop()
+    for number in (signal.SIGTERM, signal.SIGINT):
+        previous = signal.getsignal(number)
+        if not callable(previous):
+            continue  # not under Granian (the default action, or ignored): nothing to go ahead of
+
+        def on_signal(signum: int, frame: Any, previous: Callable[[int, Any], Any] = previous) -> None:
+            loop.call_soon_threadsafe(callback)
+            previous(signum, frame)
+
+        with contextlib.suppress(ValueError):  # not the main thread (an app run in tests): no signals here
+            signal.signal(number, on_signal)

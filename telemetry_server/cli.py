@@ -59,7 +59,7 @@ def granian_options() -> dict[str, Any]:
     return {
         "interface": Interfaces.ASGI,
         "loop": Loops.uvloop,
-        "websockets": False,
+        "websockets": True,  # /metrics/ws
         "backlog": 2048,
         "respawn_failed_workers": True,
         "workers_kill_timeout": 30,

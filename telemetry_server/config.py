@@ -123,6 +123,16 @@ class Settings:
     tracing_endpoint: str | None = None
     # Behind a load balancer: how long SIGTERM leaves the server serving with /readyz at 503 (see drain.py).
     shutdown_drain_seconds: int = 0
+    # Live streams (docs/streams.md): the shared change log's length in entries (one per write or batch chunk),
+    # caps on subscribers, each subscriber's queue in events and what happens past it, keep-alives and tokens.
+    stream_max_len: int = 50_000
+    stream_max_per_worker: int = 2000
+    stream_max_per_key: int = 100
+    stream_queue_max: int = 10_000
+    stream_lag_policy: str = "skip"
+    stream_keepalive_seconds: int = 15
+    stream_retry_ms: int = 2000
+    stream_token_seconds: int = 60
 
     @property
     def database_name(self) -> str:
@@ -209,6 +219,14 @@ def load_settings(environ: Mapping[str, str]) -> Settings:
         shutdown_drain_seconds=env.integer(
             "SHUTDOWN_DRAIN_SECONDS", _DRAIN_SECONDS if Environment(environment).drains_on_stop else 0, 0, 300
         ),
+        stream_max_len=env.integer("STREAM_MAX_LEN", DEFAULTS.stream_max_len, 100, 10_000_000),
+        stream_max_per_worker=env.integer("STREAM_MAX_PER_WORKER", DEFAULTS.stream_max_per_worker, 0, 1_000_000),
+        stream_max_per_key=env.integer("STREAM_MAX_PER_KEY", DEFAULTS.stream_max_per_key, 1, 1_000_000),
+        stream_queue_max=env.integer("STREAM_QUEUE_MAX", DEFAULTS.stream_queue_max, 1, 10_000_000),
+        stream_lag_policy=env.choice("STREAM_LAG_POLICY", ("skip", "disconnect"), DEFAULTS.stream_lag_policy),
+        stream_keepalive_seconds=env.integer("STREAM_KEEPALIVE", DEFAULTS.stream_keepalive_seconds, 1, 3600),
+        stream_retry_ms=env.integer("STREAM_RETRY_MS", DEFAULTS.stream_retry_ms, 100, 600_000),
+        stream_token_seconds=env.integer("STREAM_TOKEN_SECONDS", DEFAULTS.stream_token_seconds, 5, 86_400),
     )
     if settings.default_page_size > settings.max_page_size:
         raise ConfigurationError("DEFAULT_PAGE_SIZE", "must not exceed MAX_PAGE_SIZE")

@@ -194,6 +194,33 @@ class StorageUnavailable(AppError):
         return [(b"retry-after", str(self.retry_after_seconds).encode())]
 
 
+class SubscriberLimitReached(AppError):
+    """One API key (or, without auth, one address) holds as many live streams on this worker as it may."""
+
+    status, code, title = 429, "subscriber_limit_reached", "Too Many Streams"
+
+    def __init__(self, limit: int) -> None:
+        super().__init__(f"this key already holds {limit} live streams on this worker (STREAM_MAX_PER_KEY)")
+
+    def headers(self) -> list[tuple[bytes, bytes]]:
+        return [(b"retry-after", b"5")]
+
+
+class StreamsFull(StorageUnavailable):
+    """The worker serves as many live streams as it may: another worker or instance may have room."""
+
+    code, title = "streams_full", "Service Unavailable"
+
+
+class UpgradeRequired(AppError):
+    """A WebSocket endpoint asked for over plain HTTP."""
+
+    status, code, title = 426, "upgrade_required", "Upgrade Required"
+
+    def headers(self) -> list[tuple[bytes, bytes]]:
+        return [(b"upgrade", b"websocket"), (b"connection", b"Upgrade")]
+
+
 class PromptNotUnderstood(ValidationFailed):
     """A prompt, or a part of it, matched no rule: the body names the part and shows prompts that work."""
 

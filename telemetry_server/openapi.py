@@ -23,6 +23,7 @@ _ERRORS = {
     415: "The body is not in a media type or Content-Encoding this endpoint reads (application/json and gzip, "
     "unless its summary says otherwise).",
     422: "The input is invalid; `errors` lists fields and reasons (the first 100; `errors_omitted` counts the rest).",
+    426: "A WebSocket endpoint asked for over plain HTTP: open it as a WebSocket.",
     429: "Rate limited; retry after `Retry-After` seconds.",
     503: "A database is unreachable, or too busy to answer in time; retry after `Retry-After` seconds.",
 }

@@ -78,3 +78,38 @@ class AggregationStore(Protocol):
 
     async def aggregate(self, query: AggregateQuery, max_rows: int, time_limit: float | None = None) -> list[Row]: ...
     async def metric_names(self) -> list[str]: ...
+
+
+class SeriesCatalog(Protocol):
+    """The metric names and tags held, for autocompletion: sorted, each once, at most `limit`."""
+
+    async def names(self, prefix: str, limit: int) -> list[str]: ...
+    async def tags(self, name: str, prefix: str, limit: int) -> list[str]: ...
+
+
+@dataclass(frozen=True, slots=True)
+class LogWindow:
+    """What the change log holds: its oldest entry's id (None: empty), the last id it gave, and whether it
+    has ever dropped entries (MAXLEN): then what came before the oldest entry is gone."""
+
+    oldest: str | None
+    last: str
+    trimmed: bool
+
+
+class ChangeLog(Protocol):
+    """The ordered log of acknowledged writes every worker of every instance reads (live streams); entry ids
+    are `<milliseconds>-<sequence>` and increase."""
+
+    async def append(self, entries: Sequence[bytes]) -> None: ...
+    async def read_after(self, after: str, count: int, block_seconds: float) -> list[tuple[str, bytes]]: ...
+    async def replay(self, start: str, until: str, count: int) -> list[tuple[str, bytes]]: ...
+    async def window(self) -> LogWindow: ...
+    async def issue_token(self, key_id: str, seconds: int) -> str: ...
+    async def redeem_token(self, token: str) -> str | None: ...
+
+
+class StreamTokens(Protocol):
+    """Short-lived stream tokens: the key id a token was issued to, while it lasts (None: unknown or expired)."""
+
+    async def redeem_token(self, token: str) -> str | None: ...

@@ -23,7 +23,7 @@ from telemetry_server.errors import (
 )
 from telemetry_server.http.request import Request
 from telemetry_server.http.router import Route
-from telemetry_server.ports import KeyStore
+from telemetry_server.ports import KeyStore, StreamTokens
 from telemetry_server.services.rate_limit import LocalLimiter
 
 log = logging.getLogger("telemetry_server.auth")
@@ -68,6 +68,8 @@ class AccessGuard:
         self._keys: KeyStore | None = None
         self._required: dict[str, Role | None] = {}
         self._key_params: dict[str, str] = {}  # route name → the query parameter that may carry its key
+        self._token_params: dict[str, str] = {}  # route name → the query parameter that may carry a stream token
+        self._tokens: StreamTokens | None = None
         self._known: OrderedDict[str, tuple[float, ApiKey]] = OrderedDict()  # id -> (trusted until, key)
         self._unknown: OrderedDict[str, float] = OrderedDict()  # id -> remembered until
         self._lookups: dict[str, asyncio.Task[ApiKey | None]] = {}
@@ -75,13 +77,15 @@ class AccessGuard:
         self._mongo_retry_at = 0.0
         self._failures = LocalLimiter(settings.auth_failure_rate_per_second, settings.auth_failure_burst, clock)
 
-    def start(self, keys: KeyStore | None, routes: Iterable[Route[Access]]) -> None:
+    def start(self, keys: KeyStore | None, routes: Iterable[Route[Access]], tokens: StreamTokens | None = None) -> None:
         if self.enabled and keys is None:
             raise ConfigurationError("AUTH_ENABLED", "authentication needs a key store (MongoDB)")
         self._keys = keys
+        self._tokens = tokens
         routes = list(routes)
         self._required = required_roles(routes)
         self._key_params = {route.name: route.key_param for route in routes if route.key_param is not None}
+        self._token_params = {route.name: route.token_param for route in routes if route.token_param is not None}
         if not self.enabled:
             log.warning("authentication is OFF (AUTH_ENABLED=false): every request is allowed every route")
 
@@ -97,7 +101,11 @@ class AccessGuard:
         address = request.client_id  # no key is known yet: this is the peer's address
         header = _one_authorization(request)
         key_param = self._key_params.get(route_name)
-        if header is None and key_param is not None:
+        token_param = self._token_params.get(route_name)
+        token = _query_value(request, token_param) if header is None and token_param is not None else None
+        if token is not None:
+            presented = await self._redeem(token)
+        elif header is None and key_param is not None:
             presented = _key_from_query(request, key_param)
         else:
             presented = parse_authorization(header)
@@ -105,11 +113,17 @@ class AccessGuard:
             self._refuse(address)
         key = await self._find(presented, address)
         # One answer for unknown, revoked and wrong-secret keys: a client learns nothing about which ids exist.
-        if key is None or key.revoked or not key.matches(presented):
+        # A token stands for its key's secret (checked when it was issued); the key is still looked up, so a
+        # revocation ends its tokens too.
+        if key is None or key.revoked or not (token is not None or key.matches(presented)):
             self._refuse(address)
         request.scope[KEY_ID_SCOPE] = key.key_id  # who is asking, for the rate limiter
         if not key.role.allows(required):
             raise Forbidden(f"this needs a key with the {required} role; this key has the {key.role} role")
+
+    async def _redeem(self, token: str) -> PresentedKey | None:
+        key_id = await self._tokens.redeem_token(token) if self._tokens is not None else None
+        return None if key_id is None else PresentedKey(key_id, "")
 
     def on_revoked(self, key_id: str) -> None:
         """A key was revoked (told through Redis): refused from now on, even while MongoDB is unreachable."""
@@ -207,10 +221,15 @@ def _one_authorization(request: Request) -> bytes | None:
 
 
 def _key_from_query(request: Request, param: str) -> PresentedKey | None:
+    value = _query_value(request, param)
+    return parse_key(value) if value is not None else None
+
+
+def _query_value(request: Request, param: str) -> str | None:
     values = [value for key, value in request.query if key == param]
     if len(values) > 1:
         raise BadRequest(f"send one {param} parameter, not {len(values)}")
-    return parse_key(values[0]) if values else None
+    return values[0] if values else None
 
 
 def _put_bounded(entries: OrderedDict[str, V], key: str, value: V, bound: int) -> None:

@@ -58,8 +58,13 @@ class Request:
 
     @property
     def method(self) -> str:
-        method: str = self.scope["method"]
+        method: str = self.scope.get("method", "GET")  # a WebSocket's scope has none: its handshake is a GET
         return method
+
+    @property
+    def websocket(self) -> bool:
+        """Whether this is a WebSocket's opening handshake (method GET, no body)."""
+        return bool(self.scope["type"] == "websocket")
 
     @property
     def path(self) -> str:
@@ -67,9 +72,15 @@ class Request:
         return path
 
     @property
+    def key_id(self) -> str | None:
+        """The API key's id once authenticated; None while authentication is off."""
+        key_id: str | None = self.scope.get("telemetry.key_id")
+        return key_id
+
+    @property
     def client_id(self) -> str:
         """Who is asking, for rate limits: the API key's id once authenticated, else the peer address."""
-        key_id: str | None = self.scope.get("telemetry.key_id")
+        key_id = self.key_id
         if key_id is not None:
             return key_id
         client = self.scope.get("client")

@@ -44,7 +44,9 @@ async def send_response(
 ) -> None:
     """`extra_headers` go out beside the response's own, which are never changed. The answer to a HEAD request
     has the same headers, content-length included, and no body (RFC 9110 §9.3.2)."""
-    headers = [(_CONTENT_LENGTH, str(len(response.body)).encode()), *response.headers, *extra_headers]
+    headers = [*response.headers, *extra_headers]
+    if response.status != 304:  # a 304's would have to be its 200's (RFC 9110 §8.6): none is simpler
+        headers.insert(0, (_CONTENT_LENGTH, str(len(response.body)).encode()))
     if response.content_type is not None:
         headers.append((_CONTENT_TYPE, response.content_type))
     await send({"type": "http.response.start", "status": response.status, "headers": headers})

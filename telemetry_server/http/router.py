@@ -8,11 +8,13 @@ from dataclasses import KW_ONLY, dataclass
 from typing import Generic, TypeVar
 
 from telemetry_server.errors import AppError, MethodNotAllowed, NotFound, excerpt
+from telemetry_server.http.event_stream import EventStream
 from telemetry_server.http.operation import Operation
 from telemetry_server.http.request import Request
 from telemetry_server.http.responses import Response
 
-Handler = Callable[[Request], Awaitable[Response]]
+# A handler answers with a Response, or holds the connection open with an EventStream (SSE, WebSocket).
+Handler = Callable[[Request], Awaitable[Response | EventStream]]
 # What a caller needs to use a route. The router only carries it and auth/policy gives it meaning, so that
 # http/ depends on nothing in auth/.
 RoleT = TypeVar("RoleT")
@@ -48,6 +50,8 @@ class Route(Generic[RoleT]):
     problem_body: Callable[[Request, AppError, str], tuple[bytes, bytes]] | None = None
     # A query parameter that may carry the API key, for clients that cannot send a header (InfluxDB v1's `p`).
     key_param: str | None = None
+    # A query parameter that may carry a short-lived stream token instead (browsers' EventSource sends no header).
+    token_param: str | None = None
 
 
 class Router(Generic[RoleT]):

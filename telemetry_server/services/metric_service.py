@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import functools
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import Protocol
@@ -80,8 +80,10 @@ class MetricService:
         on_batch: Callable[[int], None] = lambda size: None,
         filtered_listings: Bulkhead | None = None,
         group_committer: Callable[..., GroupCommitter[MetricInput, Metric]] = GroupCommitter,  # tracing: spans
+        on_stored: Callable[[Sequence[PointChange]], Awaitable[None]] | None = None,
     ) -> None:
         self._store = store
+        self._on_stored = on_stored
         self._filtered_listings = filtered_listings
         self._cache = cache
         self._chunk_size = policy.chunk_size
@@ -117,7 +119,7 @@ class MetricService:
                 stored += await self._store.insert(chunk)
         finally:
             if stored:  # even a failed batch may have stored its first chunks: no cache may hide them
-                await self._cache.record([PointChange(None, m) for m in stored], since)
+                await self._announce([PointChange(None, m) for m in stored], since)
         in_order: list[Metric | None] = [None] * len(metrics)
         for position, metric in zip(order, stored, strict=True):
             in_order[position] = metric
@@ -126,8 +128,15 @@ class MetricService:
     async def _commit(self, metrics: Sequence[MetricInput]) -> list[Metric]:
         since = self._cache.write_mark()
         stored = await self._store.insert(metrics)
-        await self._cache.record([PointChange(None, m) for m in stored], since)
+        await self._announce([PointChange(None, m) for m in stored], since)
         return stored
+
+    async def _announce(self, changes: list[PointChange], since: int | None) -> None:
+        """What a stored write changed, told to the caches and then to `on_stored` (the live streams' change
+        log), both before the write is acknowledged."""
+        await self._cache.record(changes, since)
+        if self._on_stored is not None:
+            await self._on_stored(changes)
 
     async def drain(self) -> None:
         """Store every write still gathering (graceful shutdown)."""
@@ -170,7 +179,7 @@ class MetricService:
         if result is None:
             raise NotFound(f"no metric with id {excerpt(id_)}")
         before, after = result
-        await self._cache.record([PointChange(before, after)], since)
+        await self._announce([PointChange(before, after)], since)
         return after
 
     async def delete(self, id_: str) -> None:
@@ -178,4 +187,4 @@ class MetricService:
         deleted = await self._store.delete(id_) if is_point_id(id_) else None
         if deleted is None:
             raise NotFound(f"no metric with id {excerpt(id_)}")
-        await self._cache.record([PointChange(deleted, None)], since)
+        await self._announce([PointChange(deleted, None)], since)

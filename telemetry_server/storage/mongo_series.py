@@ -149,6 +149,15 @@ class SeriesRegistry:
         """A writer id no other store instance has had (the high half of the sequence numbers it issues)."""
         return await self._take("writer", 1)
 
+    async def names(self, prefix: str, limit: int) -> list[str]:
+        """Metric names held, for autocompletion: current with every acknowledged write, as filters are."""
+        await self.refresh()
+        return self.index.names_with_prefix(prefix, limit)
+
+    async def tags(self, name: str, prefix: str, limit: int) -> list[str]:
+        await self.refresh()
+        return self.index.tags_of(name, prefix, limit)
+
     async def _take(self, counter: str, count: int) -> int:
         """The first of `count` fresh numbers from `counter` (numbers start at 1)."""
         for _ in range(_TAKE_ATTEMPTS):

@@ -9,6 +9,8 @@ first, then intersections.
 from __future__ import annotations
 
 import bisect
+import heapq
+import itertools
 import sys
 from collections.abc import Iterable, Sequence
 from typing import NamedTuple
@@ -67,6 +69,21 @@ class SeriesIndex:
 
     def names(self) -> list[str]:
         return list(self._names)
+
+    def names_with_prefix(self, prefix: str, limit: int) -> list[str]:
+        """The first `limit` names, in order, that start with `prefix`: a slice of the sorted names."""
+        start = bisect.bisect_left(self._names, prefix)
+        found: list[str] = []
+        for name in itertools.islice(self._names, start, start + limit):
+            if not name.startswith(prefix):
+                break
+            found.append(name)
+        return found
+
+    def tags_of(self, name: str, prefix: str, limit: int) -> list[str]:
+        """The first `limit` tags, in order, that start with `prefix` among the series of `name`."""
+        tags = {tag for id_ in self._by_name.get(name, ()) for tag in self._by_id[id_].tags if tag.startswith(prefix)}
+        return heapq.nsmallest(limit, tags)
 
     def match(
         self, name: str | None = None, name_prefix: str | None = None, tags: Sequence[str] = ()

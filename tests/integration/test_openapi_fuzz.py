@@ -33,6 +33,9 @@ def protobuf_body(ctx: Any, value: Any) -> bytes:
 
 
 EXAMPLES_PER_OPERATION = 25
+# Live streams answer 200 and never end: a client reading the whole answer would wait out its timeout every
+# time. Their answers are checked in test_streams.py.
+HELD_OPEN = frozenset({"/metrics/stream", "/metrics/ws"})
 CHECKS = [not_a_server_error, status_code_conformance, content_type_conformance, response_schema_conformance]
 ADMIN_KEY = generate_key()[0]
 
@@ -50,6 +53,8 @@ def fuzz(base_url: str, headers: dict[str, str]) -> list[str]:
     failures: list[str] = []
     for result in schema.get_all_operations():
         operation = result.ok()
+        if operation.path in HELD_OPEN:
+            continue
 
         @given(case=operation.as_strategy())
         @settings(

@@ -70,4 +70,6 @@ def test_the_served_document_describes_only_the_routes_served(harness: Harness) 
         "/query",
         "/api/v1/write",
         "/v1/metrics",
+        "/",
+        "/dashboard/{asset}",
     }

@@ -81,3 +81,18 @@ def test_adding_a_known_id_again_changes_nothing(index: SeriesIndex) -> None:
     assert index.get(1) == SERIES[0]
     assert index.match("other") == set()
     assert len(index) == 6
+
+
+def test_names_with_prefix_in_order_up_to_the_limit(index: SeriesIndex) -> None:
+    assert index.names_with_prefix("cpu", 10) == ["cpu", "cpu.idle", "cpu.load"]
+    assert index.names_with_prefix("cpu.", 1) == ["cpu.idle"]
+    assert index.names_with_prefix("", 2) == ["cpu", "cpu.idle"]
+    assert index.names_with_prefix("disk", 10) == []
+    assert index.names_with_prefix("mem.used.x", 10) == []
+
+
+def test_tags_of_a_name_once_each_in_order(index: SeriesIndex) -> None:
+    assert index.tags_of("cpu.load", "", 10) == ["env:prod", "host:a", "host:b"]
+    assert index.tags_of("cpu.load", "host:", 1) == ["host:a"]
+    assert index.tags_of("cpu", "", 10) == []
+    assert index.tags_of("disk", "", 10) == []
