@@ -193,6 +193,9 @@ QUERIES = [
     'count_values("1bad", node_temp)',
     'abs({__name__=~"node_temp|node_humidity", host="h1"})',
     'rate({__name__=~"node_temp|node_humidity", host="h1"}[5m])',
+    '-{__name__=~"node_temp|node_humidity", host="h1"}',
+    '{__name__=~"node_temp|node_humidity", host="h1"} * 2',
+    '{__name__=~"node_temp|node_humidity", host="h1"} > bool 2',
     "node_temp / ignoring(dc) node_humidity",
     'sum by (__name__) ({__name__=~"node_.*"})',
 ]
