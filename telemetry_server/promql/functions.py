@@ -164,22 +164,24 @@ def average(values: Sequence[float]) -> float:
 
 
 def minimum(values: Sequence[float]) -> float:
-    """Go's loop skips NaN unless all are NaN; builtin min (a C loop) does too, except when the first is NaN."""
-    result = min(values)
-    if result == result:
-        return result
-    for value in values:
-        if result > value or math.isnan(result):
-            result = value
-    return result
+    return _extreme(values, min, lambda current, value: current > value)
 
 
 def maximum(values: Sequence[float]) -> float:
-    result = max(values)
+    return _extreme(values, max, lambda current, value: current < value)
+
+
+def _extreme(
+    values: Sequence[float],
+    builtin: Callable[[Sequence[float]], float],
+    replaces: Callable[[float, float], bool],
+) -> float:
+    """Go's loop skips NaN unless all are NaN; the builtin (a C loop) does too, except when the first is NaN."""
+    result = builtin(values)
     if result == result:
         return result
     for value in values:
-        if result < value or math.isnan(result):
+        if replaces(result, value) or math.isnan(result):
             result = value
     return result
 
