@@ -96,7 +96,7 @@ class Evaluator:
             operand = self.evaluate(node.expr, t)
             if isinstance(operand, float):
                 return -operand
-            return [(without_name(labels), -value) for labels, value in self._vector(operand)]
+            return _unique([(without_name(labels), -value) for labels, value in self._vector(operand)])
         if isinstance(node, ast.Call):
             return self._call(node, t)
         if isinstance(node, ast.Aggregate):
@@ -267,9 +267,9 @@ class Evaluator:
                 return 1.0 if functions.COMPARISON[op](lhs, rhs) else 0.0
             return functions.ARITHMETIC[op](lhs, rhs)
         if isinstance(rhs, float):
-            return _vector_scalar(op, self._vector(lhs), rhs, swap=False, return_bool=node.return_bool)
+            return _unique(_vector_scalar(op, self._vector(lhs), rhs, swap=False, return_bool=node.return_bool))
         if isinstance(lhs, float):
-            return _vector_scalar(op, self._vector(rhs), lhs, swap=True, return_bool=node.return_bool)
+            return _unique(_vector_scalar(op, self._vector(rhs), lhs, swap=True, return_bool=node.return_bool))
         left, right = self._vector(lhs), self._vector(rhs)
         if op in ("and", "or", "unless"):
             return _set_operation(op, left, right, node.matching)

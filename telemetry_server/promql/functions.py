@@ -144,7 +144,13 @@ def instant_change(times: Sequence[int], values: Sequence[float], per_second: bo
 
 
 def average(values: Sequence[float]) -> float:
-    """Prometheus' running mean (avg and avg_over_time), which keeps an infinite mean from turning NaN."""
+    """avg and avg_over_time: the sum over the count while the sum is finite (as Prometheus 3 does), else
+    Prometheus' running mean, which keeps an infinite mean from turning NaN and survives an overflowing sum."""
+    # PERF: builtin sum is a C loop; the running mean in Python took 2.9 s of 4.5 s in a profile of TSBS's
+    # double-groupby-1 (avg_over_time[1h] over 100 series). The two differ in the last bits only.
+    result = sum(values)
+    if math.isfinite(result):
+        return result / len(values)
     mean, count = values[0], 1
     for value in values[1:]:
         count += 1
@@ -158,26 +164,31 @@ def average(values: Sequence[float]) -> float:
 
 
 def minimum(values: Sequence[float]) -> float:
-    result = values[0]
-    for value in values[1:]:
-        if result > value or math.isnan(result):
-            result = value
-    return result
+    return _extreme(values, min, lambda current, value: current > value)
 
 
 def maximum(values: Sequence[float]) -> float:
-    result = values[0]
-    for value in values[1:]:
-        if result < value or math.isnan(result):
+    return _extreme(values, max, lambda current, value: current < value)
+
+
+def _extreme(
+    values: Sequence[float],
+    builtin: Callable[[Sequence[float]], float],
+    replaces: Callable[[float, float], bool],
+) -> float:
+    """Go's loop skips NaN unless all are NaN; the builtin (a C loop) does too, except when the first is NaN."""
+    result = builtin(values)
+    if result == result:
+        return result
+    for value in values:
+        if replaces(result, value) or math.isnan(result):
             result = value
     return result
 
 
 def total(values: Sequence[float]) -> float:
-    result = values[0]
-    for value in values[1:]:
-        result += value
-    return result
+    # Python 3.11's sum adds left to right in doubles, as Go does (3.12 compensates, closer than Go's).
+    return float(sum(values))
 
 
 OVER_TIME: dict[str, Callable[[Sequence[float]], float]] = {

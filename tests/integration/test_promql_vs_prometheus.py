@@ -48,6 +48,10 @@ QUERIES = [
     "special",
     'node_temp{host=~""}',
     'node_temp{dc=""}',
+    'node_temp{host=~"(?i)H1"}',
+    'node_temp{host=~"h1|"}',
+    'node_temp{host!~""}',
+    '{__name__!~"node.*", host="h1"}',
     # range functions
     "rate(http_requests_total[5m])",
     "rate(http_requests_total[1m])",
@@ -134,6 +138,7 @@ QUERIES = [
     "clamp_min(node_temp, 20)",
     "clamp_max(node_temp, 20)",
     "histogram_quantile(0.5, rate(req_latency_bucket[5m]))",
+    "histogram_quantile(0.5, rate(req_latency_bucket[1m]))",
     "histogram_quantile(0.9, sum by (le) (rate(req_latency_bucket[5m])))",
     "histogram_quantile(0.99, sum by (le, host) (increase(req_latency_bucket[10m])))",
     "histogram_quantile(0, req_latency_bucket)",
@@ -185,6 +190,7 @@ QUERIES = [
     "node_temp + ignoring(dc) group_left(dc) node_humidity",
     "sum by (host) (node_temp) + on(host) group_right sum by (host, code) (http_requests_total)",
     # errors both must refuse alike
+    '{host=~".*"}',
     "node_temp + on(dc) node_temp",
     "sum by (dc) (node_temp) * on(dc) group_left node_temp",
     'label_replace(node_temp, "host", "x", "host", ".*")',
@@ -193,6 +199,9 @@ QUERIES = [
     'count_values("1bad", node_temp)',
     'abs({__name__=~"node_temp|node_humidity", host="h1"})',
     'rate({__name__=~"node_temp|node_humidity", host="h1"}[5m])',
+    '-{__name__=~"node_temp|node_humidity", host="h1"}',
+    '{__name__=~"node_temp|node_humidity", host="h1"} * 2',
+    '{__name__=~"node_temp|node_humidity", host="h1"} > bool 2',
     "node_temp / ignoring(dc) node_humidity",
     'sum by (__name__) ({__name__=~"node_.*"})',
 ]

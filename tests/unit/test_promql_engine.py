@@ -144,6 +144,10 @@ def test_a_function_that_makes_two_series_alike_is_an_execution_error() -> None:
         instant('abs({__name__=~"a|b"})', 0, *data)
     with pytest.raises(Execution, match="same labelset"):
         instant('rate({__name__=~"a|b"}[5m])', 1, *data)
+    for query in ('-{__name__=~"a|b"}', '{__name__=~"a|b"} * 2', '{__name__=~"a|b"} > bool 2'):
+        with pytest.raises(Execution, match="same labelset"):
+            instant(query, 1, *data)
+    assert len(instant('{__name__=~"a|b"} > 0', 1, *data).result) == 2  # a filter keeps the names
 
 
 def test_limits_on_series_points_and_time() -> None:
