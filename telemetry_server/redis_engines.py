@@ -167,6 +167,9 @@ def start_cluster(root: Path, primaries: int = 3, replicas_each: int = 1) -> Val
             command = [*engines.redis_command(port, folder), "--cluster-enabled", "yes"]
             command[0] = _binary("valkey-server")  # a system redis-server may be too old for sharded pub/sub
             command += ["--cluster-config-file", "nodes.conf", "--cluster-node-timeout", str(NODE_TIMEOUT_MS)]
+            # A local cluster favours taking over: a replica that came back from a kill a moment ago (its data
+            # "old" by the default factor's measure) still stands for election when its new primary dies.
+            command += ["--cluster-replica-validity-factor", "0"]
             cluster.nodes.append(Node(port, folder, command))
             cluster.nodes[-1].start()
         addresses = [f"{engines.LOOPBACK}:{node.port}" for node in cluster.nodes]
