@@ -461,6 +461,10 @@ class App:
                 return
 
 
+# How long the streams have to say `bye` before Granian's own stop runs (a flush: far less is needed).
+_BYE_SECONDS = 0.25
+
+
 def _before_termination(callback: Callable[[], None]) -> None:
     """Run `callback` in the loop when the worker is told to stop, ahead of the handler already set (Granian's),
     which still runs. Granian sends the lifespan's shutdown only once every response has ended, and a live
@@ -473,7 +477,8 @@ def _before_termination(callback: Callable[[], None]) -> None:
 
         def on_signal(signum: int, frame: Any, previous: Callable[[int, Any], Any] = previous) -> None:
             loop.call_soon_threadsafe(callback)
-            previous(signum, frame)
+            # Granian's handler closes the connections: a WebSocket's `bye` and close frame must be out first.
+            loop.call_soon_threadsafe(loop.call_later, _BYE_SECONDS, previous, signum, frame)
 
         with contextlib.suppress(ValueError):  # not the main thread (an app run in tests): no signals here
             signal.signal(number, on_signal)
