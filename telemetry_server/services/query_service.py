@@ -39,8 +39,6 @@ from telemetry_server.services.single_flight import SingleFlight
 log = logging.getLogger("telemetry_server.query")
 
 MAX_ROWS = 10_000
-NAMES_TTL_SECONDS = 5.0
-NAMES_RETRY_SECONDS = 1.0  # the soonest a prompt that was not understood may refresh the names
 # PERF: a typo prompt costs 1.0 ms of CPU at 2,000 names, 3.3 ms at 10k, 12 ms at 100k, plus ~2 ms at 100k
 # to find the names' index (python -m bench.name_match --names 2000,10000,100000); a thread hop ~0.1 ms.
 # In a thread, 20 typo prompts at 100k names delayed a 1 ms sleep on the loop by 7 ms (median; the GIL's
@@ -102,9 +100,7 @@ class QueryService:
         self._max_limit = max_limit
         self._flights: SingleFlight[bytes] = SingleFlight()  # a burst of one question makes one query
         self._names: tuple[str, ...] = ()
-        self._names_at = -NAMES_TTL_SECONDS
         self._names_flight: SingleFlight[tuple[str, ...]] = SingleFlight()
-        self._names_refresh: asyncio.Task[None] | None = None
 
     @property
     def bulkhead(self) -> Bulkhead:
@@ -187,39 +183,21 @@ class QueryService:
         return CachedAnswer.from_body(await self._flights.do(key, compute)), False
 
     async def _parse(self, prompt: str, tz: str) -> ParsedPrompt:
-        try:
-            return await self._parse_with(prompt, tz, await self._known_names())
-        except PromptNotUnderstood:
-            # The names may have been read before the metric the prompt names was first written; but a
-            # stream of prompts that are not understood must not make a names query each.
-            if time.monotonic() - self._names_at < NAMES_RETRY_SECONDS:
-                raise
-        return await self._parse_with(prompt, tz, await self._names_flight.do("names", self._read_names))
+        return await self._parse_with(prompt, tz, await self._known_names())
 
     async def _known_names(self) -> tuple[str, ...]:
-        """The names as last read; stale ones are used while a fresh read runs in the background (a
-        `distinct` over millions of metrics can take seconds, and no prompt should wait for it)."""
-        if not self._names:
-            return await self._names_flight.do("names", self._read_names)
-        if time.monotonic() - self._names_at >= NAMES_TTL_SECONDS and self._names_refresh is None:
-            self._names_refresh = asyncio.get_running_loop().create_task(self._refresh_names())
+        """The names this worker's series index holds now. A prompt read against older names can be read
+        wrongly rather than refused ("top 5 <new metric>" grouped by an unknown tag), so it never is; the names
+        come from memory, and only a changed list is indexed again (in a thread: tens of ms at 100k names)."""
+        names = tuple(await self._aggregations.metric_names())
+        if names != self._names:
+            await self._names_flight.do("names", lambda: self._index_names(names))
         return self._names
 
-    async def _refresh_names(self) -> None:
-        try:
-            await self._names_flight.do("names", self._read_names)
-        except Exception:
-            log.warning("metric names not refreshed; using those read %.0f s ago", time.monotonic() - self._names_at)
-        finally:
-            self._names_refresh = None
-
-    async def _read_names(self) -> tuple[str, ...]:
-        names = tuple(sorted(await self._aggregations.metric_names()))
-        # Indexed in a thread (tens of ms at 100k names) before prompts see them; the index is remembered.
-        await asyncio.to_thread(index_names, names)
+    async def _index_names(self, names: tuple[str, ...]) -> tuple[str, ...]:
+        await asyncio.to_thread(index_names, names)  # remembered: the rules find it by these names
         self._names = names
-        self._names_at = time.monotonic()
-        return self._names
+        return names
 
     async def _parse_with(self, prompt: str, tz: str, names: tuple[str, ...]) -> ParsedPrompt:
         reading = (prompt, self.clock(), tz, names, self._max_limit)
