@@ -461,10 +461,6 @@ class App:
                 return
 
 
-# How long the streams have to say `bye` before Granian's own stop runs (a flush: far less is needed).
-_BYE_SECONDS = 0.25
-
-
 def _before_termination(callback: Callable[[], None]) -> None:
     """Run `callback` in the loop when the worker is told to stop, ahead of the handler already set (Granian's),
     which still runs. Granian sends the lifespan's shutdown only once every response has ended, and a live
@@ -476,9 +472,10 @@ def _before_termination(callback: Callable[[], None]) -> None:
             continue  # not under Granian (the default action, or ignored): nothing to go ahead of
 
         def on_signal(signum: int, frame: Any, previous: Callable[[int, Any], Any] = previous) -> None:
-            loop.call_soon_threadsafe(callback)
-            # Granian's handler closes the connections: a WebSocket's `bye` and close frame must be out first.
-            loop.call_soon_threadsafe(loop.call_later, _BYE_SECONDS, previous, signum, frame)
+            # At once, not scheduled: Granian's own handler is a callback of the loop (add_signal_handler), run
+            # in the same turn, and it closes open WebSockets; the streams' `bye` must be queued before it.
+            callback()
+            previous(signum, frame)
 
         with contextlib.suppress(ValueError):  # not the main thread (an app run in tests): no signals here
             signal.signal(number, on_signal)
