@@ -462,10 +462,9 @@ class App:
 
 
 def _before_termination(callback: Callable[[], None]) -> None:
-    """Run `callback` in the loop when the worker is told to stop, ahead of the handler already set (Granian's),
+    """Run `callback` when the worker is told to stop, ahead of the handler already set (Granian's),
     which still runs. Granian sends the lifespan's shutdown only once every response has ended, and a live
     stream never ends by itself: the streams must be told to say `bye` at the signal."""
-    loop = asyncio.get_running_loop()
     for number in (signal.SIGTERM, signal.SIGINT):
         previous = signal.getsignal(number)
         if not callable(previous):
