@@ -114,9 +114,9 @@ def test_a_metric_written_appears_on_the_live_chart(
     written = client.post("/metrics", json={"name": metric_name, "tags": ["host:a"], "value": 123.25})
     acknowledged = time.monotonic()
     assert written.status_code == 201
-    tab.page.wait_for_function(
-        "document.getElementById('chart').dataset.lastValue === '123.25'", timeout=WAIT_MS, polling="raf"
-    )
+    # A selector, not wait_for_function: Playwright evaluates a string predicate with eval while it polls, which
+    # the page's Content-Security-Policy refuses (the wait failed whenever the point was not there at once).
+    tab.page.wait_for_selector('#chart[data-last-value="123.25"]', state="attached", timeout=WAIT_MS)
     took_ms = (time.monotonic() - acknowledged) * 1000
 
     (artifacts / "live-latency.txt").write_text(f"acknowledged write to the live chart: {took_ms:.0f} ms\n")
